@@ -1,0 +1,85 @@
+"""Agent base class."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from rlfleet.envs.spaces import EnvSpaces
+from rlfleet.utils.buffers import buffer_to, torchify_buffer
+from rlfleet.utils.namedarraytuple import namedarraytuple
+
+AgentInputs = namedarraytuple("AgentInputs", ["observation", "prev_action", "prev_reward"])
+AgentStep = namedarraytuple("AgentStep", ["action", "agent_info"])
+
+ModelFactory = Callable[[EnvSpaces], nn.Module]
+
+
+class Agent:
+    """Owns a model and acts with it.
+
+    The sampler calls ``step(observation, prev_action, prev_reward)`` with ``[B, ...]`` numpy
+    or torch arrays and gets ``AgentStep(action [B,...], agent_info)`` back (torch, CPU). The
+    algorithm calls the agent (``agent(*inputs)``) on ``[T,B,...]`` training batches.
+    Exploration randomness comes from ``self.generator``, which is checkpointed.
+
+    Args:
+        model_factory: ``f(env_spaces) -> nn.Module``; lets YAML swap in a custom model.
+        device: torch device for the model.
+    """
+
+    def __init__(self, model_factory: ModelFactory, device: str = "cpu"):
+        self.model_factory = model_factory
+        self.device = torch.device(device)
+        self.model: nn.Module | None = None
+        self.env_spaces: EnvSpaces | None = None
+        self.generator = torch.Generator()
+        self._mode = "sample"
+        self.env_steps = 0
+
+    def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
+        self.env_spaces = env_spaces
+        self.check_spaces(env_spaces)
+        self.model = self.model_factory(env_spaces).to(self.device)
+        self.generator.manual_seed(seed)
+
+    def check_spaces(self, env_spaces: EnvSpaces) -> None:
+        """Raise ConfigError if this agent cannot act in ``env_spaces.action``."""
+
+    def to_model_inputs(self, *arrays: Any) -> tuple:
+        return tuple(buffer_to(torchify_buffer(a), self.device) for a in arrays)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def __call__(self, observation, prev_action, prev_reward):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, observation, prev_action, prev_reward) -> AgentStep:
+        raise NotImplementedError
+
+    def sample_mode(self, env_steps: int) -> None:
+        """Exploring behaviour, for the training sampler; ``env_steps`` drives schedules."""
+        self._mode = "sample"
+        self.env_steps = env_steps
+        self.model.eval()
+
+    def eval_mode(self, env_steps: int) -> None:
+        """Deterministic behaviour, for evaluation."""
+        self._mode = "eval"
+        self.model.eval()
+
+    def train_mode(self, env_steps: int) -> None:
+        """Gradients on, for the algorithm's update."""
+        self._mode = "train"
+        self.model.train()
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,80 @@
+"""DQN agent: epsilon-greedy over a Q model, plus a target copy of the model."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from rlfleet.agents.base import Agent, AgentStep
+from rlfleet.distributions import EpsilonGreedy
+from rlfleet.envs.spaces import Discrete, EnvSpaces
+from rlfleet.errors import ConfigError
+from rlfleet.utils.namedarraytuple import namedarraytuple
+from rlfleet.utils.schedules import LinearSchedule
+
+AgentInfo = namedarraytuple("AgentInfo", ["q"])
+
+
+class DqnAgent(Agent):
+    """Acts epsilon-greedily on ``Q(s, .)``; holds ``target_model`` for bootstrapping.
+
+    Args:
+        model_factory, device: as for `Agent`.
+        eps_start, eps_end: exploration epsilon, linearly annealed over ``eps_steps`` env steps.
+        eps_eval: epsilon during evaluation (0 is greedy).
+    """
+
+    def __init__(self, model_factory, device: str = "cpu", eps_start: float = 1.0, eps_end: float = 0.05,
+                 eps_steps: int = 10_000, eps_eval: float = 0.0):
+        super().__init__(model_factory, device)
+        self.eps_schedule = LinearSchedule(eps_start, eps_end, eps_steps)
+        self.eps_eval = eps_eval
+
+    def check_spaces(self, env_spaces: EnvSpaces) -> None:
+        if not isinstance(env_spaces.action, Discrete):
+            raise ConfigError(
+                f"dqn needs a Discrete action space, got {type(env_spaces.action).__name__}; "
+                "for continuous actions use ppo or a2c"
+            )
+
+    def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
+        super().initialize(env_spaces, seed)
+        self.target_model = copy.deepcopy(self.model)
+        self.target_model.requires_grad_(False)
+        self.distribution = EpsilonGreedy(env_spaces.action.n, self.eps_schedule.start)
+
+    def __call__(self, observation, prev_action, prev_reward) -> torch.Tensor:
+        """``Q(s, .)`` with the caller's leading dims."""
+        return self.model(*self.to_model_inputs(observation, prev_action, prev_reward))
+
+    def target(self, observation, prev_action, prev_reward) -> torch.Tensor:
+        """Target network's ``Q(s, .)``."""
+        return self.target_model(*self.to_model_inputs(observation, prev_action, prev_reward))
+
+    @torch.no_grad()
+    def step(self, observation, prev_action, prev_reward) -> AgentStep:
+        q = self(observation, prev_action, prev_reward).cpu()
+        self.distribution.epsilon = self.eps_eval if self._mode == "eval" else self.eps_schedule(self.env_steps)
+        action = self.distribution.sample(q, generator=self.generator)
+        return AgentStep(action=action, agent_info=AgentInfo(q=q))
+
+    @property
+    def epsilon(self) -> float:
+        return self.eps_schedule(self.env_steps)
+
+    def update_target(self, tau: float = 1.0) -> None:
+        """``target <- tau * online + (1 - tau) * target`` (tau=1: hard copy)."""
+        with torch.no_grad():
+            if tau >= 1.0:
+                self.target_model.load_state_dict(self.model.state_dict())
+                return
+            for t, p in zip(self.target_model.parameters(), self.model.parameters()):
+                t.lerp_(p, tau)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "target_model": self.target_model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.target_model.load_state_dict(state["target_model"])

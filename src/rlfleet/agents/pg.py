@@ -1,0 +1,73 @@
+"""Policy-gradient agents: a policy distribution and a value estimate from one model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rlfleet.agents.base import Agent, AgentStep
+from rlfleet.distributions import Categorical, DistInfo, DistInfoStd, Gaussian
+from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
+from rlfleet.errors import ConfigError
+from rlfleet.utils.buffers import buffer_method
+from rlfleet.utils.namedarraytuple import namedarraytuple
+
+AgentInfo = namedarraytuple("AgentInfo", ["dist_info", "value"])
+
+
+class _PgAgent(Agent):
+    distribution: Categorical | Gaussian
+
+    def _dist_info(self, *outputs: torch.Tensor):
+        raise NotImplementedError
+
+    def __call__(self, observation, prev_action, prev_reward) -> tuple:
+        """Training forward: ``(dist_info [T,B,...], value [T,B])``."""
+        inputs = self.to_model_inputs(observation, prev_action, prev_reward)
+        *pi, value = self.model(*inputs)
+        return self._dist_info(*pi), value
+
+    @torch.no_grad()
+    def step(self, observation, prev_action, prev_reward) -> AgentStep:
+        dist_info, value = self(observation, prev_action, prev_reward)
+        if self._mode == "eval":
+            action = self.distribution.mode(dist_info)
+        else:
+            action = self.distribution.sample(dist_info, generator=self.generator)
+        agent_info = AgentInfo(dist_info=dist_info, value=value)
+        return AgentStep(action=action.cpu(), agent_info=buffer_method(agent_info, "cpu"))
+
+    @torch.no_grad()
+    def value(self, observation, prev_action, prev_reward) -> torch.Tensor:
+        """State value ``V(s)`` with the caller's leading dims (used to bootstrap)."""
+        return self(observation, prev_action, prev_reward)[1].cpu()
+
+
+class CategoricalPgAgent(_PgAgent):
+    """Discrete actions; the model returns ``(logits, value)``."""
+
+    def check_spaces(self, env_spaces: EnvSpaces) -> None:
+        if not isinstance(env_spaces.action, Discrete):
+            raise ConfigError(f"this agent needs a Discrete action space, got {type(env_spaces.action).__name__}")
+
+    def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
+        super().initialize(env_spaces, seed)
+        self.distribution = Categorical(env_spaces.action.n)
+
+    def _dist_info(self, logits: torch.Tensor) -> DistInfo:
+        return DistInfo(logits=logits)
+
+
+class GaussianPgAgent(_PgAgent):
+    """Continuous (Box) actions; the model returns ``(mean, log_std, value)``."""
+
+    def check_spaces(self, env_spaces: EnvSpaces) -> None:
+        if not isinstance(env_spaces.action, Box):
+            raise ConfigError(f"this agent needs a Box action space, got {type(env_spaces.action).__name__}")
+
+    def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
+        super().initialize(env_spaces, seed)
+        self.distribution = Gaussian(int(np.prod(env_spaces.action.shape)))
+
+    def _dist_info(self, mean: torch.Tensor, log_std: torch.Tensor) -> DistInfoStd:
+        return DistInfoStd(mean=mean, log_std=log_std)

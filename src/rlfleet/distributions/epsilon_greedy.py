@@ -1,0 +1,24 @@
+"""Epsilon-greedy action selection over Q-values."""
+
+from __future__ import annotations
+
+import torch
+
+
+class EpsilonGreedy:
+    """With probability ``epsilon`` a uniform random action, else ``argmax_a Q(s, a)``.
+
+    ``epsilon`` is a float or a tensor broadcastable to the leading dims of ``q`` (one epsilon
+    per env, as in Ape-X).
+    """
+
+    def __init__(self, n: int, epsilon: float | torch.Tensor = 1.0):
+        self.n = n
+        self.epsilon = epsilon
+
+    def sample(self, q: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        greedy = q.argmax(dim=-1)
+        shape = greedy.shape
+        random_action = torch.randint(self.n, shape, generator=generator, device=q.device)
+        explore = torch.rand(shape, generator=generator, device=q.device) < self.epsilon
+        return torch.where(explore, random_action, greedy)

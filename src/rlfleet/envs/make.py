@@ -1,0 +1,187 @@
+"""Build envs from an id: Gymnasium's registry (classic control, Box2D, MuJoCo, Atari ``ALE/...``,
+MinAtar ``MinAtar/...``) or a user class/factory given by import path (``pkg.module:Name``)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlfleet.envs.gym_env import GymEnv
+from rlfleet.errors import ConfigError
+from rlfleet.utils.imports import import_object, looks_like_import_path
+
+
+@dataclass
+class AtariOptions:
+    """Standard Atari preprocessing (Machado et al. 2018 / SB3's AtariWrapper).
+
+    Attributes:
+        frame_skip: frames per agent step (max-pooled over the last two).
+        screen_size: square output size of the grayscale frame.
+        frame_stack: frames stacked on the channel axis; observations are ``[C,H,W]`` uint8.
+        noop_max: up to this many no-op actions after reset.
+        terminal_on_life_loss: end training episodes on life loss (evaluation never does).
+        clip_reward: clip training rewards to their sign (evaluation reports raw rewards).
+        repeat_action_probability: sticky actions (v5 default 0.25).
+    """
+
+    frame_skip: int = 4
+    screen_size: int = 84
+    frame_stack: int = 4
+    noop_max: int = 30
+    terminal_on_life_loss: bool = False
+    clip_reward: bool = True
+    repeat_action_probability: float = 0.25
+
+
+@dataclass
+class EnvConfig:
+    """Which env to build and how.
+
+    Attributes:
+        id: a Gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``, ``MinAtar/Breakout-v1``) or an
+            import path ``pkg.module:EnvClass`` of a ``gym.Env`` class or factory.
+        kwargs: keyword arguments passed to ``gym.make`` or to the imported class.
+        max_episode_steps: time limit override (``None`` keeps the registered one).
+        normalize_obs: running mean/std observation normalisation (statistics checkpointed).
+        normalize_reward: scale rewards by the running std of the discounted return.
+        clip_obs: clip normalised observations to ``[-clip_obs, clip_obs]``.
+        clip_reward: clip normalised rewards to ``[-clip_reward, clip_reward]``.
+        atari: preprocessing for ``ALE/...`` ids.
+    """
+
+    id: str = "CartPole-v1"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    atari: AtariOptions = field(default_factory=AtariOptions)
+
+
+_EXTRA_REGISTERED = False
+
+
+def register_extra_envs() -> None:
+    """Register Atari (ale-py) and MinAtar ids with Gymnasium when those packages exist."""
+    global _EXTRA_REGISTERED
+    if _EXTRA_REGISTERED:
+        return
+    _EXTRA_REGISTERED = True
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:
+        pass
+    try:
+        from minatar.gym import register_envs
+
+        register_envs()
+    except ImportError:
+        pass
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ConfigError (with the closest registered id) for an unknown env id."""
+    if looks_like_import_path(env_id):
+        import_object(env_id, what="env")
+        return
+    register_extra_envs()
+    if env_id in gym.registry:
+        return
+    hint = ""
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py  # noqa: F401
+        except ImportError:
+            hint = " (Atari needs the extra: pip install 'rlfleet[atari]')"
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=1, cutoff=0.5)
+    suggestion = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown env id {env_id!r}{suggestion}{hint}")
+
+
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/")
+
+
+class _MinAtarChannelsFirst(gym.ObservationWrapper):
+    """MinAtar's bool ``[10,10,C]`` frames -> float32 ``[C,10,10]``."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (c, h, w), np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)), dtype=np.float32)
+
+
+class _ClipRewardKeepRaw(gym.RewardWrapper):
+    """Clip rewards to their sign; the raw reward travels in ``info["unclipped_reward"]`` so that
+    trajectory statistics report game scores."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = {**info, "unclipped_reward": reward}
+        return obs, float(np.sign(reward)), terminated, truncated, info
+
+
+def _make_atari(config: EnvConfig, training: bool, render_mode: str | None) -> gym.Env:
+    opts = config.atari
+    env = gym.make(
+        config.id,
+        frameskip=1,
+        repeat_action_probability=opts.repeat_action_probability,
+        full_action_space=False,
+        render_mode=render_mode,
+        max_episode_steps=config.max_episode_steps or 108_000,
+        **config.kwargs,
+    )
+    env = gym.wrappers.AtariPreprocessing(
+        env,
+        noop_max=opts.noop_max,
+        frame_skip=opts.frame_skip,
+        screen_size=opts.screen_size,
+        terminal_on_life_loss=opts.terminal_on_life_loss and training,
+        grayscale_obs=True,
+        scale_obs=False,
+    )
+    if opts.clip_reward and training:
+        env = _ClipRewardKeepRaw(env)
+    return gym.wrappers.FrameStackObservation(env, opts.frame_stack)
+
+
+def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | None = None) -> gym.Env:
+    """The raw Gymnasium env (with rlfleet's standard wrappers for Atari/MinAtar)."""
+    if looks_like_import_path(config.id):
+        factory = import_object(config.id, what="env")
+        kwargs = dict(config.kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        env = factory(**kwargs)
+        if not isinstance(env, gym.Env):
+            raise ConfigError(f"env {config.id!r} returned {type(env).__name__}, expected a gymnasium.Env")
+        if config.max_episode_steps:
+            env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
+        return env
+    check_env_id(config.id)
+    if is_atari(config.id):
+        return _make_atari(config, training, render_mode)
+    kwargs = dict(config.kwargs)
+    if config.max_episode_steps:
+        kwargs["max_episode_steps"] = config.max_episode_steps
+    env = gym.make(config.id, render_mode=render_mode, **kwargs)
+    if config.id.startswith("MinAtar/"):
+        env = _MinAtarChannelsFirst(env)
+    return env
+
+
+def make_env(config: EnvConfig, training: bool = True, render_mode: str | None = None) -> GymEnv:
+    """Build one rlfleet env. Picklable (module-level), so worker processes can call it."""
+    return GymEnv(make_gym_env(config, training=training, render_mode=render_mode))

@@ -1,0 +1,75 @@
+"""Observation encoders chosen from the observation space: Nature-CNN for images, MLP else."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlfleet.envs.spaces import Box, Composite, Space
+from rlfleet.models.cnn import NatureCNN
+from rlfleet.models.mlp import MLP
+from rlfleet.utils.namedarraytuple import is_namedtuple
+
+
+def flat_size(space: Space) -> int:
+    if isinstance(space, Composite):
+        return sum(flat_size(s) for s in space.spaces)
+    return int(np.prod(space.shape)) if space.shape else 1
+
+
+def is_image(space: Space) -> bool:
+    return isinstance(space, Box) and len(space.shape) == 3
+
+
+def flatten_observation(observation: Any, batch: int) -> torch.Tensor:
+    """``[N, *shape]`` leaves (possibly nested) -> ``[N, features]`` float."""
+    if is_namedtuple(observation):
+        return torch.cat([flatten_observation(o, batch) for o in observation], dim=-1)
+    return observation.reshape(batch, -1).float()
+
+
+class Encoder(nn.Module):
+    """``observation [N, *obs_shape] -> features [N, output_size]``.
+
+    Images (3-dim Box) go through a Nature-CNN followed by ``hidden_sizes`` (usually none);
+    anything else is flattened (Dict/Tuple fields concatenated) into an MLP.
+    """
+
+    def __init__(self, observation_space: Space, hidden_sizes: Sequence[int], activation: str = "tanh", cnn_feature_size: int = 512):
+        super().__init__()
+        self.image = is_image(observation_space)
+        if self.image:
+            self.cnn = NatureCNN(observation_space.shape, feature_size=cnn_feature_size)
+            self.mlp = MLP(self.cnn.output_size, hidden_sizes, activation="relu")
+        else:
+            self.mlp = MLP(flat_size(observation_space), hidden_sizes, activation=activation)
+        self.output_size = self.mlp.output_size
+
+    def forward(self, observation: Any, batch: int) -> torch.Tensor:
+        if self.image:
+            return self.mlp(self.cnn(observation.reshape(batch, *observation.shape[-3:])))
+        return self.mlp(flatten_observation(observation, batch))
+
+
+def observation_leading_dims(observation: Any, space: Space) -> tuple[int, int, int]:
+    """(lead_dim, T, B) of an observation batch given its space."""
+    leaf, leaf_space = observation, space
+    while is_namedtuple(leaf):
+        leaf, leaf_space = tuple.__getitem__(leaf, 0), leaf_space.spaces[0]
+    lead_dim = leaf.dim() - len(leaf_space.shape)
+    if lead_dim == 2:
+        return 2, leaf.shape[0], leaf.shape[1]
+    if lead_dim == 1:
+        return 1, 1, leaf.shape[0]
+    return 0, 1, 1
+
+
+def orthogonal_init(module: nn.Module, gain: float = float(np.sqrt(2))) -> None:
+    """Orthogonal weights, zero biases for every Linear/Conv layer (CleanRL/SB3 practice)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.orthogonal_(m.weight, gain)
+            nn.init.zeros_(m.bias)

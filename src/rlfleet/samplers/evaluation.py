@@ -1,0 +1,65 @@
+"""Deterministic evaluation of an agent in its own envs."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from rlfleet.agents.base import Agent
+from rlfleet.envs.gym_env import GymEnv
+from rlfleet.envs.normalize import ObservationNormalizer
+from rlfleet.samplers.traj_info import TrajInfo
+from rlfleet.utils.buffers import buffer_from_example, torchify_buffer
+
+
+def evaluate_agent(
+    agent: Agent,
+    envs: Sequence[GymEnv],
+    n_episodes: int,
+    seed: int,
+    obs_normalizer: ObservationNormalizer | None = None,
+    discount: float = 0.99,
+    max_steps: int = 1_000_000,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run ``n_episodes`` episodes, spread evenly over ``envs`` (env ``b`` runs
+    ``ceil((n_episodes - b) / B)`` of them so short episodes are not favoured); the agent must
+    already be in ``eval_mode``. ``on_frame`` receives ``envs[0].render()`` after every step of env 0.
+    Returns the completed trajectory statistics, in env order.
+    """
+    B = len(envs)
+    quota = [len(range(b, n_episodes, B)) for b in range(B)]
+    obs = buffer_from_example(envs[0].observation_space.null_value(), (B,))
+    for b, env in enumerate(envs):
+        obs[b] = env.reset(seed=seed + b)
+        if on_frame is not None and b == 0:
+            on_frame(env.render())
+    prev_action = torch.from_numpy(buffer_from_example(envs[0].action_space.null_value(), (B,)))
+    prev_reward = torch.zeros(B)
+    traj_infos = [TrajInfo(discount) for _ in envs]
+    results: list[list[dict[str, float]]] = [[] for _ in envs]
+    active = np.array([q > 0 for q in quota])
+    steps = 0
+    while active.any() and steps < max_steps:
+        agent_obs = obs if obs_normalizer is None else obs_normalizer(obs, update=False)
+        action = agent.step(torchify_buffer(agent_obs), prev_action, prev_reward).action
+        for b in np.flatnonzero(active):
+            step = envs[b].step(action[b].numpy())
+            traj_infos[b].step(step.reward, step.info)
+            if on_frame is not None and b == 0:
+                on_frame(envs[b].render())
+            next_obs, reward = step.observation, step.reward
+            if step.terminated or step.truncated:
+                results[b].append(traj_infos[b].completed())
+                traj_infos[b] = TrajInfo(discount)
+                active[b] = len(results[b]) < quota[b]
+                if active[b]:
+                    next_obs = envs[b].reset()
+                action[b], reward = 0, 0.0
+            obs[b] = next_obs
+            prev_action[b] = action[b]
+            prev_reward[b] = reward
+        steps += 1
+    return [traj for env_results in results for traj in env_results]

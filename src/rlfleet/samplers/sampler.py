@@ -1,0 +1,168 @@
+"""The sampler: runs the agent in B envs for T steps and returns ``[T,B]`` samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlfleet.agents.base import Agent, AgentInputs
+from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
+from rlfleet.envs.spaces import Box
+from rlfleet.samplers.steppers import Stepper
+from rlfleet.utils.buffers import buffer_from_example, map_buffer, numpify_buffer, torchify_buffer
+from rlfleet.utils.namedarraytuple import namedarraytuple
+
+Samples = namedarraytuple("Samples", ["agent", "env"])
+AgentSamples = namedarraytuple("AgentSamples", ["action", "prev_action", "agent_info"])
+EnvSamples = namedarraytuple(
+    "EnvSamples", ["observation", "reward", "prev_reward", "terminated", "truncated", "final_observation"]
+)
+
+
+@dataclass
+class SamplerBatch:
+    """What one call of `Sampler.obtain_samples` returns.
+
+    Attributes:
+        samples: ``[T,B]`` Samples (numpy; ``torch_samples`` views the same memory).
+            ``env.final_observation[t,b]`` is the observation an episode was truncated at
+            (only meaningful where ``env.truncated[t,b]``).
+        torch_samples: the same buffers as torch tensors (zero-copy).
+        last: AgentInputs ``[B]`` following the batch, to bootstrap from.
+        traj_infos: statistics of the trajectories completed in this batch.
+    """
+
+    samples: Any
+    torch_samples: Any
+    last: Any
+    traj_infos: list[dict[str, float]]
+
+
+class Sampler:
+    """Collects ``[T,B]`` batches with one batched agent forward pass per time step.
+
+    The envs are stepped by ``stepper`` (serial in this process, or parallel workers writing
+    into shared memory); everything else, normalisation included, happens here.
+
+    Args:
+        stepper: steps the B envs.
+        batch_T: time steps per batch.
+        obs_normalizer, reward_normalizer: optional running normalisers (updated here).
+    """
+
+    def __init__(
+        self,
+        stepper: Stepper,
+        batch_T: int,
+        obs_normalizer: ObservationNormalizer | None = None,
+        reward_normalizer: RewardNormalizer | None = None,
+    ):
+        self.stepper = stepper
+        self.batch_T = batch_T
+        self.batch_B = stepper.n_envs
+        self.env_spaces = stepper.env_spaces
+        self.obs_normalizer = obs_normalizer
+        self.reward_normalizer = reward_normalizer
+        self.agent: Agent | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_T * self.batch_B
+
+    def initialize(self, agent: Agent, seed: int) -> None:
+        """Reset the envs with seeds ``seed + b`` and allocate buffers after the agent's output."""
+        self.agent = agent
+        self.stepper.reset([seed + b for b in range(self.batch_B)])
+        B = self.batch_B
+        action_space = self.env_spaces.action
+        self.prev_action = torch.from_numpy(buffer_from_example(action_space.null_value(), (B,)))
+        self.prev_reward = torch.zeros(B)
+        observation = self._observation(update=False)
+        rng_state = agent.generator.get_state()
+        example = agent.step(observation, self.prev_action, self.prev_reward)
+        agent.generator.set_state(rng_state)
+        example_samples = Samples(
+            agent=AgentSamples(
+                action=numpify_buffer(example.action[0]),
+                prev_action=action_space.null_value(),
+                agent_info=numpify_buffer(example.agent_info[0]),
+            ),
+            env=EnvSamples(
+                observation=observation[0],
+                reward=np.float32(0),
+                prev_reward=np.float32(0),
+                terminated=np.bool_(False),
+                truncated=np.bool_(False),
+                final_observation=observation[0],
+            ),
+        )
+        self.samples = buffer_from_example(example_samples, (self.batch_T, B))
+        self.torch_samples = torchify_buffer(self.samples)
+        self._box_action = isinstance(action_space, Box)
+
+    def _observation(self, update: bool) -> np.ndarray:
+        obs = self.stepper.buffers.observation
+        return obs if self.obs_normalizer is None else self.obs_normalizer(obs, update=update)
+
+    def obtain_samples(self) -> SamplerBatch:
+        agent, stepper, samples, tsamples = self.agent, self.stepper, self.samples, self.torch_samples
+        step_buf = stepper.buffers
+        for t in range(self.batch_T):
+            samples.env.observation[t] = self._observation(update=True)
+            tsamples.agent.prev_action[t] = self.prev_action
+            tsamples.env.prev_reward[t] = self.prev_reward
+            agent_step = agent.step(tsamples.env.observation[t], self.prev_action, self.prev_reward)
+            tsamples.agent.action[t] = agent_step.action
+            tsamples.agent.agent_info[t] = agent_step.agent_info
+            stepper.step(samples.agent.action[t])
+            terminated, truncated = step_buf.terminated, step_buf.truncated
+            done = terminated | truncated
+            reward = step_buf.reward
+            if self.reward_normalizer is not None:
+                reward = self.reward_normalizer(reward, done)
+            samples.env.reward[t] = reward
+            samples.env.terminated[t] = terminated
+            samples.env.truncated[t] = truncated
+            if truncated.any():
+                final = step_buf.final_observation[truncated]
+                if self.obs_normalizer is not None:
+                    final = self.obs_normalizer(final, update=False)
+                samples.env.final_observation[t][truncated] = final
+            not_done = torch.from_numpy(~done)
+            self.prev_action = agent_step.action * not_done.view(-1, *([1] * (agent_step.action.dim() - 1)))
+            self.prev_reward = torch.from_numpy(samples.env.reward[t]) * not_done
+        last_obs = map_buffer(np.copy, self._observation(update=False))
+        last = AgentInputs(torchify_buffer(last_obs), self.prev_action.clone(), self.prev_reward.clone())
+        return SamplerBatch(samples, self.torch_samples, last, stepper.pop_completed())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "stepper": self.stepper.state_dict(),
+            "observation": np.copy(self.stepper.buffers.observation),
+            "prev_action": self.prev_action.clone(),
+            "prev_reward": self.prev_reward.clone(),
+            "obs_normalizer": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
+            "reward_normalizer": None if self.reward_normalizer is None else self.reward_normalizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Restore; returns False if the envs could not be restored exactly (they were reset)."""
+        exact = self.stepper.load_state_dict(state["stepper"])
+        if exact:
+            self.stepper.buffers.observation[:] = state["observation"]
+            self.prev_action = state["prev_action"]
+            self.prev_reward = state["prev_reward"]
+        else:
+            self.prev_action = torch.zeros_like(self.prev_action)
+            self.prev_reward = torch.zeros_like(self.prev_reward)
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.load_state_dict(state["reward_normalizer"])
+        return exact
+
+    def close(self) -> None:
+        self.stepper.close()
