@@ -23,7 +23,8 @@ class Agent:
     The sampler calls ``step(observation, prev_action, prev_reward)`` with ``[B, ...]`` numpy
     or torch arrays and gets ``AgentStep(action [B,...], agent_info)`` back (torch, CPU). The
     algorithm calls the agent (``agent(*inputs)``) on ``[T,B,...]`` training batches.
-    Exploration randomness comes from ``self.generator``, which is checkpointed.
+    Exploration randomness comes from ``self.rng`` (``generator`` while sampling, a separate
+    ``eval_generator`` in eval mode); both are checkpointed.
 
     Args:
         model_factory: ``f(env_spaces) -> nn.Module``; lets YAML swap in a custom model.
@@ -36,6 +37,7 @@ class Agent:
         self.model: nn.Module | None = None
         self.env_spaces: EnvSpaces | None = None
         self.generator = torch.Generator()
+        self.eval_generator = torch.Generator()
         self._mode = "sample"
         self.env_steps = 0
 
@@ -44,6 +46,12 @@ class Agent:
         self.check_spaces(env_spaces)
         self.model = self.model_factory(env_spaces).to(self.device)
         self.generator.manual_seed(seed)
+        self.eval_generator.manual_seed(seed + 1)
+
+    @property
+    def rng(self) -> torch.Generator:
+        """The generator of the current mode: evaluation never touches training randomness."""
+        return self.eval_generator if self._mode == "eval" else self.generator
 
     def check_spaces(self, env_spaces: EnvSpaces) -> None:
         """Raise ConfigError if this agent cannot act in ``env_spaces.action``."""
@@ -78,8 +86,10 @@ class Agent:
         self.model.train()
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "generator": self.generator.get_state()}
+        return {"model": self.model.state_dict(), "generator": self.generator.get_state(),
+                "eval_generator": self.eval_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.generator.set_state(state["generator"])
+        self.eval_generator.set_state(state["eval_generator"])

@@ -56,7 +56,7 @@ class DqnAgent(Agent):
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
         q = self(observation, prev_action, prev_reward).cpu()
         self.distribution.epsilon = self.eps_eval if self._mode == "eval" else self.eps_schedule(self.env_steps)
-        action = self.distribution.sample(q, generator=self.generator)
+        action = self.distribution.sample(q, generator=self.rng)
         return AgentStep(action=action, agent_info=AgentInfo(q=q))
 
     @property

@@ -33,7 +33,7 @@ class _PgAgent(Agent):
         if self._mode == "eval":
             action = self.distribution.mode(dist_info)
         else:
-            action = self.distribution.sample(dist_info, generator=self.generator)
+            action = self.distribution.sample(dist_info, generator=self.rng)
         agent_info = AgentInfo(dist_info=dist_info, value=value)
         return AgentStep(action=action.cpu(), agent_info=buffer_method(agent_info, "cpu"))
 

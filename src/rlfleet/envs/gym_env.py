@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -21,6 +22,15 @@ class EnvStep(NamedTuple):
     info: dict
 
 
+def _float32_space(space: Any) -> Any:
+    """float64 Boxes (also inside Dict/Tuple observations) become float32."""
+    if isinstance(space, Composite):
+        return dataclasses.replace(space, spaces=tuple(_float32_space(s) for s in space.spaces))
+    if isinstance(space, Box) and space.dtype == np.float64:
+        return Box(space.low.astype(np.float32), space.high.astype(np.float32), np.dtype(np.float32))
+    return space
+
+
 class GymEnv:
     """Wraps one ``gym.Env``: float64 observations become float32, Dict/Tuple observations
     become namedarraytuples, Box actions are clipped to the bounds.
@@ -31,15 +41,13 @@ class GymEnv:
 
     def __init__(self, env: gym.Env):
         self.env = env
-        obs_space = from_gym(env.observation_space)
-        if isinstance(obs_space, Box) and obs_space.dtype == np.float64:
-            obs_space = Box(obs_space.low.astype(np.float32), obs_space.high.astype(np.float32), np.dtype(np.float32))
-        self.observation_space = obs_space
+        self.observation_space = _float32_space(from_gym(env.observation_space))
         self.action_space = from_gym(env.action_space)
         if isinstance(self.action_space, Composite):
             raise ValueError("Dict/Tuple action spaces are not supported")
         self._box_action = isinstance(self.action_space, Box)
         self._discrete_start = self.action_space.start if isinstance(self.action_space, Discrete) else 0
+        self._multi_start = self.action_space.start if isinstance(self.action_space, MultiDiscrete) else None
 
     @property
     def spaces(self) -> EnvSpaces:
@@ -61,6 +69,8 @@ class GymEnv:
             action = np.clip(action, self.action_space.low, self.action_space.high)
         elif isinstance(self.action_space, MultiDiscrete):
             action = np.asarray(action)
+            if self._multi_start is not None:
+                action = action + self._multi_start
         else:
             action = int(action) + self._discrete_start
         obs, reward, terminated, truncated, info = self.env.step(action)

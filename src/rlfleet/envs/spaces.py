@@ -71,6 +71,7 @@ class Discrete(Space):
 class MultiDiscrete(Space):
     nvec: np.ndarray
     dtype: np.dtype = np.dtype(np.int64)
+    start: np.ndarray | None = None  # Gymnasium's per-component offset; rlfleet's values are 0-based
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -129,7 +130,7 @@ def from_gym(space: gym.Space, typename: str = "Observation") -> Space:
     if isinstance(space, gym.spaces.MultiBinary):
         return MultiDiscrete(nvec=np.full(space.shape, 2, dtype=np.int64))
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return MultiDiscrete(nvec=np.asarray(space.nvec, dtype=np.int64))
+        return MultiDiscrete(nvec=np.asarray(space.nvec, dtype=np.int64), start=np.asarray(space.start, dtype=np.int64))
     if isinstance(space, gym.spaces.Dict):
         names = tuple(sorted(space.spaces))
         return Composite(

@@ -63,3 +63,34 @@ def evaluate_agent(
             prev_reward[b] = reward
         steps += 1
     return [traj for env_results in results for traj in env_results]
+
+
+class Evaluator:
+    """Owns the evaluation envs and runs ``n_episodes`` deterministic episodes on request.
+
+    Args:
+        env_factory: ``f() -> GymEnv`` building an evaluation env (no reward clipping or
+            life-loss terminals).
+        n_envs: envs stepped together.
+        n_episodes: episodes per evaluation.
+        seed: evaluation ``k`` resets env ``b`` with seed ``seed + 1000 k + b``.
+        obs_normalizer: the training normaliser (used, never updated).
+    """
+
+    def __init__(self, env_factory: Callable[[], GymEnv], n_envs: int, n_episodes: int, seed: int,
+                 obs_normalizer: ObservationNormalizer | None = None, discount: float = 0.99):
+        self.envs = [env_factory() for _ in range(min(n_envs, n_episodes))]
+        self.n_episodes = n_episodes
+        self.seed = seed
+        self.obs_normalizer = obs_normalizer
+        self.discount = discount
+        self.count = 0
+
+    def __call__(self, agent: Agent) -> list[dict[str, float]]:
+        seed = self.seed + 1000 * self.count
+        self.count += 1
+        return evaluate_agent(agent, self.envs, self.n_episodes, seed, self.obs_normalizer, self.discount)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,49 @@
+"""Algorithm base class: the loss and update, never the training loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rlfleet.agents.base import Agent
+from rlfleet.samplers.sampler import SamplerBatch
+
+
+class Algorithm:
+    """Turns sampled batches into parameter updates.
+
+    The runner calls ``initialize`` once, then ``optimize_agent(env_steps, batch)`` after every
+    sampler batch; the returned dict of floats (diagnostics averaged over the update) becomes
+    columns of progress.csv. ``updates`` counts gradient steps (for UpdatesPerSecond and
+    ReplayRatio).
+    """
+
+    def __init__(self) -> None:
+        self.agent: Agent | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.updates = 0
+        self.n_steps = 1
+        self.batch_size_sampler = 1
+
+    def initialize(self, agent: Agent, n_steps: int, batch_T: int, batch_B: int) -> None:
+        """``n_steps``: the run's total env steps (for schedules); ``batch_T``, ``batch_B``: the
+        sampler's batch shape."""
+        self.agent = agent
+        self.n_steps = n_steps
+        self.batch_size_sampler = batch_T * batch_B
+
+    def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
+        raise NotImplementedError
+
+    @property
+    def samples_trained(self) -> int:
+        """Transitions consumed by updates so far (for ReplayRatio)."""
+        return 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]

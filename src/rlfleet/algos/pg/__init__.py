@@ -1,0 +1,1 @@
+"""On-policy policy-gradient algorithms."""

@@ -1,0 +1,86 @@
+"""A2C: synchronous advantage actor-critic (Mnih et al. 2016)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlfleet.algos.pg.base import PolicyGradientAlgorithm, make_optimizer
+from rlfleet.samplers.sampler import SamplerBatch
+
+
+@dataclass
+class A2CConfig:
+    """A2C hyperparameters (defaults follow Stable-Baselines3).
+
+    Attributes:
+        lr: learning rate.
+        anneal_lr: decay the learning rate linearly to 0 over the run.
+        gamma: discount.
+        gae_lambda: 1.0 gives plain n-step returns; < 1 uses GAE.
+        value_coef: weight of the value loss.
+        entropy_coef: weight of the entropy bonus.
+        max_grad_norm: global gradient-norm clip (0 disables).
+        normalize_advantage: standardise advantages per batch.
+        optimizer: ``rmsprop`` or ``adam``.
+        optimizer_eps: epsilon of the optimizer.
+        rmsprop_alpha: RMSprop smoothing constant.
+    """
+
+    lr: float = 7e-4
+    anneal_lr: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    value_coef: float = 0.5
+    entropy_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = False
+    optimizer: str = "rmsprop"
+    optimizer_eps: float = 1e-5
+    rmsprop_alpha: float = 0.99
+
+
+class A2C(PolicyGradientAlgorithm):
+    """One gradient step per ``[T,B]`` batch:
+    ``L = -E[log pi(a|s) A] + c_v E[(R - V(s))^2] - c_e E[H(pi(.|s))]``."""
+
+    def __init__(self, config: A2CConfig):
+        super().__init__()
+        self.config = config
+        self.gamma, self.gae_lambda = config.gamma, config.gae_lambda
+
+    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
+        super().initialize(agent, n_steps, batch_T, batch_B)
+        c = self.config
+        self.optimizer = make_optimizer(c.optimizer, agent.parameters(), c.lr, c.optimizer_eps, c.rmsprop_alpha)
+
+    def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
+        c, agent, s = self.config, self.agent, batch.torch_samples
+        advantage, return_, _ = self.targets(batch)
+        if c.normalize_advantage:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        if c.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.annealed(c.lr, env_steps)
+
+        dist_info, value = agent(s.env.observation, s.agent.prev_action, s.env.prev_reward)
+        log_prob = agent.distribution.log_likelihood(s.agent.action, dist_info)
+        entropy = agent.distribution.entropy(dist_info).mean()
+        pi_loss = -(log_prob * advantage).mean()
+        value_loss = (return_ - value).pow(2).mean()
+        loss = pi_loss + c.value_coef * value_loss - c.entropy_coef * entropy
+
+        self.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), c.max_grad_norm or float("inf"))
+        self.optimizer.step()
+        self.updates += 1
+        return {
+            "loss": loss.item(),
+            "pi_loss": pi_loss.item(),
+            "value_loss": value_loss.item(),
+            "entropy": entropy.item(),
+            "grad_norm": grad_norm.item(),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }

@@ -1,0 +1,113 @@
+"""Registered algorithms: what the CLI's ``train ALGO`` can build.
+
+A new algorithm registers one `AlgoSpec`: its config dataclass, its Algorithm class, and how
+to build its agent and default model for the env's spaces.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from rlfleet.agents import CategoricalPgAgent, DqnAgent, GaussianPgAgent
+from rlfleet.agents.base import Agent, ModelFactory
+from rlfleet.algos.base import Algorithm
+from rlfleet.algos.dqn.dqn import DQN, DQNConfig
+from rlfleet.algos.pg.a2c import A2C, A2CConfig
+from rlfleet.algos.pg.ppo import PPO, PPOConfig
+from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
+from rlfleet.errors import ConfigError
+from rlfleet.models import CategoricalActorCriticModel, GaussianActorCriticModel, QModel
+
+
+@dataclass
+class PgAgentConfig:
+    """Policy-gradient agents have no options of their own yet."""
+
+
+@dataclass
+class DqnAgentConfig:
+    """Epsilon-greedy exploration.
+
+    Attributes:
+        eps_start, eps_end: epsilon annealed linearly from start to end ...
+        eps_steps: ... over this many env steps.
+        eps_eval: epsilon during evaluation.
+    """
+
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_steps: int = 10_000
+    eps_eval: float = 0.0
+
+
+@dataclass
+class AlgoSpec:
+    """How to build one algorithm.
+
+    Attributes:
+        name: CLI name.
+        description: one line for ``rlfleet list``.
+        config_class, algo_class: the algorithm's hyperparameters and implementation.
+        agent_config_class: the agent's options.
+        default_model: ``f(env_spaces) -> model class`` used when YAML names no ``_target_``.
+        make_agent: ``f(env_spaces, agent_config, model_factory, device) -> Agent``.
+        action_spaces: action space types the algorithm supports.
+    """
+
+    name: str
+    description: str
+    config_class: type
+    algo_class: Callable[..., Algorithm]
+    agent_config_class: type
+    default_model: Callable[[EnvSpaces], type[nn.Module]]
+    make_agent: Callable[[EnvSpaces, object, ModelFactory, str], Agent]
+    action_spaces: tuple[type, ...]
+
+    def check_action_space(self, env_spaces: EnvSpaces, env_id: str) -> None:
+        if not isinstance(env_spaces.action, self.action_spaces):
+            supported = ", ".join(t.__name__ for t in self.action_spaces)
+            others = [s.name for s in ALGORITHMS.values() if isinstance(env_spaces.action, s.action_spaces)]
+            hint = f"; algorithms that can: {', '.join(others)}" if others else ""
+            raise ConfigError(
+                f"{self.name} cannot act in {env_id}: its action space is "
+                f"{type(env_spaces.action).__name__}, {self.name} needs {supported}{hint}"
+            )
+
+
+def _pg_model(env_spaces: EnvSpaces) -> type[nn.Module]:
+    return CategoricalActorCriticModel if isinstance(env_spaces.action, Discrete) else GaussianActorCriticModel
+
+
+def _pg_agent(env_spaces: EnvSpaces, config: PgAgentConfig, model_factory: ModelFactory, device: str) -> Agent:
+    cls = CategoricalPgAgent if isinstance(env_spaces.action, Discrete) else GaussianPgAgent
+    return cls(model_factory, device=device)
+
+
+def _dqn_agent(env_spaces: EnvSpaces, config: DqnAgentConfig, model_factory: ModelFactory, device: str) -> Agent:
+    return DqnAgent(model_factory, device=device, eps_start=config.eps_start, eps_end=config.eps_end,
+                    eps_steps=config.eps_steps, eps_eval=config.eps_eval)
+
+
+ALGORITHMS: dict[str, AlgoSpec] = {
+    spec.name: spec
+    for spec in (
+        AlgoSpec("a2c", "Advantage actor-critic (synchronous), discrete or continuous actions",
+                 A2CConfig, A2C, PgAgentConfig, _pg_model, _pg_agent, (Discrete, Box)),
+        AlgoSpec("ppo", "Proximal policy optimisation (clipped), discrete or continuous actions",
+                 PPOConfig, PPO, PgAgentConfig, _pg_model, _pg_agent, (Discrete, Box)),
+        AlgoSpec("dqn", "Deep Q-network: double, dueling, n-step, uniform replay; discrete actions",
+                 DQNConfig, DQN, DqnAgentConfig, lambda spaces: QModel, _dqn_agent, (Discrete,)),
+    )
+}
+
+
+def get_algorithm(name: str) -> AlgoSpec:
+    if name in ALGORITHMS:
+        return ALGORITHMS[name]
+    close = difflib.get_close_matches(name.lower(), list(ALGORITHMS), n=1, cutoff=0.4)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown algorithm {name!r}{hint} (available: {', '.join(sorted(ALGORITHMS))})")

@@ -1,0 +1,198 @@
+"""Resolve a run's config: preset YAML for (algorithm, env suite) <- user YAML <- CLI overrides,
+then validate into an `ExperimentConfig`."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlfleet.algos.registry import AlgoSpec, get_algorithm
+from rlfleet.config.schema import ExperimentConfig, LoggerConfig, RunnerConfig, SamplerConfig
+from rlfleet.config.validate import build_dataclass, check_kwargs, check_value, dataclass_keys, unknown_key_error
+from rlfleet.envs.make import EnvConfig, is_atari
+from rlfleet.errors import ConfigError
+from rlfleet.utils.imports import import_object, looks_like_import_path
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+SECTIONS: dict[str, type] = {"env": EnvConfig, "sampler": SamplerConfig, "runner": RunnerConfig, "logger": LoggerConfig}
+MODEL_SPACE_ARGS = ("observation_space", "action_space")
+
+
+def env_suite(env_id: str) -> str:
+    """The preset suite of an env id: atari, minatar, classic, box2d, mujoco or custom."""
+    if is_atari(env_id):
+        return "atari"
+    if env_id.startswith("MinAtar/"):
+        return "minatar"
+    if looks_like_import_path(env_id):
+        return "custom"
+    import gymnasium as gym
+
+    spec = gym.registry.get(env_id)
+    entry = str(spec.entry_point) if spec else ""
+    for suite in ("classic_control", "box2d", "mujoco"):
+        if suite in entry:
+            return "classic" if suite == "classic_control" else suite
+    return "custom"
+
+
+def available_presets() -> dict[str, list[str]]:
+    """``{algorithm: [suite, ...]}`` of the shipped preset files."""
+    return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in sorted(PRESET_DIR.iterdir()) if d.is_dir()}
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """A new dict: ``update`` merged into ``base`` (nested dicts merged, anything else replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping")
+    return data
+
+
+def preset(algorithm: str, env_id: str) -> dict:
+    """The shipped preset for ``algorithm`` on ``env_id``'s suite: its ``defaults`` merged with
+    the ``envs: {env_id: ...}`` entry, if any. Empty when no preset file exists."""
+    path = PRESET_DIR / algorithm / f"{env_suite(env_id)}.yaml"
+    if not path.is_file():
+        return {}
+    data = load_yaml(path)
+    return deep_merge(data.get("defaults", {}), data.get("envs", {}).get(env_id, {}))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], YAML-parsed value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} must look like key.subkey=value")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def all_keys(spec: AlgoSpec, model_class: Any) -> list[str]:
+    keys = ["algorithm", "seed", "model"]
+    for name, cls in SECTIONS.items():
+        keys += [name] + dataclass_keys(cls, f"{name}.")
+    keys += dataclass_keys(spec.config_class, "algo.") + dataclass_keys(spec.agent_config_class, "agent.")
+    try:
+        import inspect
+
+        keys += [f"model.{n}" for n in inspect.signature(model_class).parameters if n not in MODEL_SPACE_ARGS]
+    except (TypeError, ValueError):
+        pass
+    return keys
+
+
+def _model_class(spec: AlgoSpec, model: dict, env_spaces_hint: Any | None) -> Any:
+    if "_target_" in model:
+        return import_object(str(model["_target_"]), what="model")
+    return spec.default_model(env_spaces_hint) if env_spaces_hint is not None else None
+
+
+def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
+    """Check every key and value; ``env_spaces`` (when known) picks the default model class
+    whose keyword arguments ``model.*`` must match."""
+    if "algorithm" not in data:
+        raise ConfigError("config has no 'algorithm'")
+    spec = get_algorithm(str(data["algorithm"]))
+    model = data.get("model") or {}
+    if not isinstance(model, dict):
+        raise ConfigError(f"config section 'model' must be a mapping, got {model!r}")
+    model_class = _model_class(spec, model, env_spaces)
+    keys = all_keys(spec, model_class)
+    kwargs: dict[str, Any] = {"algorithm": spec.name, "model": dict(model)}
+    for key, value in data.items():
+        if key in ("algorithm", "model"):
+            continue
+        if key == "seed":
+            kwargs["seed"] = check_value(value, int, "seed")
+        elif key in SECTIONS:
+            kwargs[key] = build_dataclass(SECTIONS[key], value or {}, key, keys)
+        elif key == "algo":
+            kwargs[key] = build_dataclass(spec.config_class, value or {}, key, keys)
+        elif key == "agent":
+            kwargs[key] = build_dataclass(spec.agent_config_class, value or {}, key, keys)
+        else:
+            raise unknown_key_error(key, keys)
+    kwargs.setdefault("algo", spec.config_class())
+    kwargs.setdefault("agent", spec.agent_config_class())
+    if model_class is not None:
+        model_kwargs = {k: v for k, v in model.items() if k != "_target_"}
+        check_kwargs(model_class, model_kwargs, "model", skip=MODEL_SPACE_ARGS)
+    sampler = kwargs.get("sampler")
+    if sampler is not None and sampler.kind not in ("serial", "parallel"):
+        raise ConfigError(f"sampler.kind {sampler.kind!r} is not one of 'serial', 'parallel'")
+    return ExperimentConfig(**kwargs)
+
+
+def resolve(algorithm: str | None, env_id: str | None, overrides: list[str] | None = None,
+            config_file: str | Path | None = None, seed: int | None = None) -> dict:
+    """The merged (not yet validated) config dict for a new run."""
+    data: dict = load_yaml(config_file) if config_file else {}
+    algorithm = algorithm or data.get("algorithm")
+    if not algorithm:
+        raise ConfigError("name an algorithm (rlfleet train ALGO -e ENV) or give --config FILE with 'algorithm'")
+    spec = get_algorithm(str(algorithm))
+    env_id = env_id or (data.get("env") or {}).get("id")
+    if not env_id:
+        raise ConfigError("name an env with -e ENV (e.g. -e CartPole-v1)")
+    from rlfleet.envs.make import check_env_id
+
+    check_env_id(env_id)
+    merged = deep_merge(preset(spec.name, env_id), data)
+    merged["algorithm"] = spec.name
+    merged.setdefault("env", {})["id"] = env_id
+    merged = apply_overrides(merged, overrides or [])
+    if seed is not None:
+        merged["seed"] = seed
+    return merged
+
+
+def to_dict(config: ExperimentConfig) -> dict:
+    """Plain, YAML-ready dict of a config."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    from rlfleet.utils.atomic import atomic_write
+
+    with atomic_write(path, "w") as f:
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)
