@@ -1,0 +1,5 @@
+import sys
+
+from rlfleet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,122 @@
+"""``rlfleet`` command line: train, eval, list.
+
+Every user error (unknown algorithm, env or key; wrong type; bad checkpoint) prints one line
+``rlfleet: error: ...`` and exits with status 2; Ctrl-C during training writes a checkpoint
+and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rlfleet.errors import RlfleetError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlfleet", description="Deep reinforcement learning in PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an agent: rlfleet train ALGO -e ENV [key=value ...]")
+    train.add_argument("algorithm", nargs="?", help="algorithm name (see `rlfleet list`)")
+    train.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. algo.lr=3e-4 sampler.batch_B=16")
+    train.add_argument("-e", "--env", help="Gymnasium id (CartPole-v1, ALE/Pong-v5, ...) or pkg.module:EnvClass")
+    train.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    train.add_argument("--name", default=None, help="run name (default: a timestamp)")
+    train.add_argument("--config", default=None, help="YAML config file (e.g. a run's config.yaml)")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    train.add_argument("--runs-dir", default="runs", help="root of run directories (default: runs)")
+
+    ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--video", action="store_true", help="record the first episode to RUN_DIR/videos/")
+    ev.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the latest)")
+
+    sub.add_parser("list", help="list algorithms, presets and env suites")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rlfleet.experiment import train
+    from rlfleet.runners.minibatch_rl import TrainingInterrupted
+
+    overrides = list(args.overrides)
+    algorithm = args.algorithm
+    if algorithm and "=" in algorithm:  # `rlfleet train --resume DIR key=value`
+        overrides.insert(0, algorithm)
+        algorithm = None
+    if args.resume:
+        if not Path(args.resume, "config.yaml").is_file():
+            raise RlfleetError(f"{args.resume} is not a run directory (no config.yaml)")
+    try:
+        run_dir, row = train(algorithm, args.env, overrides, seed=args.seed, name=args.name,
+                             config_file=args.config, resume=args.resume, root=args.runs_dir)
+    except TrainingInterrupted as err:
+        print(f"rlfleet: {err}", file=sys.stderr)
+        return 130
+    summary = f"steps {row.get('CumSteps', 0)}"
+    if "EvalReturnAverage" in row:
+        summary += f", eval return {row['EvalReturnAverage']:.2f}"
+    if "ReturnAverage" in row:
+        summary += f", train return {row['ReturnAverage']:.2f}"
+    print(f"run directory: {run_dir}\nfinished: {summary}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rlfleet.evaluate import evaluate_run
+
+    result = evaluate_run(args.run_dir, episodes=args.episodes, video=args.video, checkpoint=args.checkpoint)
+    print(f"{result['episodes']} episodes at {result['steps']} steps: return {result['mean']:.2f} "
+          f"+/- {result['std']:.2f} (min {result['min']:.2f}, max {result['max']:.2f})")
+    if result.get("video"):
+        print(f"video: {result['video']}")
+    return 0
+
+
+def _list() -> int:
+    from rlfleet.algos.registry import ALGORITHMS
+    from rlfleet.config.loader import available_presets
+
+    presets = available_presets()
+    print("algorithms:")
+    for name, spec in sorted(ALGORITHMS.items()):
+        print(f"  {name:<6} {spec.description}")
+        print(f"         presets: {', '.join(presets.get(name, [])) or '-'}")
+    print("env suites (preset chosen from the env id):")
+    print("  classic  Gymnasium classic control (CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1)")
+    print("  box2d    LunarLander-v3, BipedalWalker-v3, CarRacing-v3 (extra: box2d)")
+    print("  mujoco   HalfCheetah-v5, Hopper-v5, ... (extra: mujoco)")
+    print("  atari    ALE/<Game>-v5 with standard preprocessing (extra: atari)")
+    print("  minatar  MinAtar/<Game>-v1 (extra: minatar)")
+    print("  custom   any pkg.module:EnvClass import path")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after options (argparse stops collecting positionals there)
+    unknown = [a for a in extra if "=" not in a or a.startswith("-")]
+    if unknown or (extra and args.command != "train"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "eval":
+            return _eval(args)
+        return _list()
+    except RlfleetError as err:
+        print(f"rlfleet: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlfleet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

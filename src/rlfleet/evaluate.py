@@ -1,0 +1,63 @@
+"""Evaluate a run's checkpoint: ``rlfleet eval RUN_DIR [--episodes N] [--video]``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlfleet.checkpoint import Checkpointer, load_checkpoint
+from rlfleet.config.loader import load_yaml, validate
+from rlfleet.envs.make import make_env
+from rlfleet.experiment import build_experiment, probe_spaces
+from rlfleet.samplers.evaluation import evaluate_agent
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 10, video: bool = False,
+                 checkpoint: str | Path | None = None, seed: int = 12_345) -> dict[str, Any]:
+    """Load the run's config and checkpoint, run ``episodes`` deterministic episodes and, with
+    ``video``, write the first episode to ``run_dir/videos/eval_<steps>.mp4``."""
+    run_dir = Path(run_dir)
+    state = load_checkpoint(checkpoint or Checkpointer(run_dir / "checkpoints").latest())
+    data = load_yaml(run_dir / "config.yaml")
+    data = {**data, "sampler": {**data.get("sampler", {}), "kind": "serial", "batch_B": 1},
+            "logger": {**data.get("logger", {}), "console": False, "tensorboard": False, "wandb": False}}
+    config = validate(data)
+    config = validate(data, probe_spaces(config))
+    exp = build_experiment(config, run_dir=None)
+    try:
+        exp.agent.load_state_dict(state["agent"])
+        normalizer = exp.sampler.obs_normalizer
+        if normalizer is not None:
+            normalizer.load_state_dict(state["sampler"]["obs_normalizer"])
+        steps = state["runner"]["cum_steps"]
+        exp.agent.eval_mode(steps)
+        frames: list[np.ndarray] = []
+        trajs: list[dict[str, float]] = []
+        if video:
+            render_env = make_env(config.env, training=False, render_mode="rgb_array")
+            trajs += evaluate_agent(exp.agent, [render_env], 1, seed, normalizer, on_frame=frames.append)
+            render_env.close()
+        if episodes > len(trajs):
+            env = make_env(config.env, training=False)
+            trajs += evaluate_agent(exp.agent, [env], episodes - len(trajs), seed + 1, normalizer)
+            env.close()
+    finally:
+        exp.close()
+    returns = np.array([t["Return"] for t in trajs])
+    result: dict[str, Any] = {"episodes": len(trajs), "steps": steps, "mean": returns.mean(), "std": returns.std(),
+                              "min": returns.min(), "max": returns.max()}
+    if video and frames:
+        import imageio.v2 as imageio
+
+        path = run_dir / "videos" / f"eval_{steps:010d}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.mp4")
+        with imageio.get_writer(tmp, fps=30, macro_block_size=1) as writer:
+            for frame in frames:
+                writer.append_data(frame)
+        os.replace(tmp, path)
+        result["video"] = str(path)
+    return result
