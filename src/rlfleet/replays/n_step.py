@@ -74,8 +74,11 @@ class NStepReplayBuffer:
         oldest = max(0, self.t - self.T)
         t_abs = self.rng.integers(oldest, newest + 1, size=batch_size)
         b = self.rng.integers(0, self.B, size=batch_size)
-        t = t_abs % self.T
-        buf, n = self.buffer, self.n_step
+        return self.samples_at(t_abs % self.T, b)
+
+    def samples_at(self, t: np.ndarray, b: np.ndarray) -> ReplaySamples:
+        """n-step samples starting at ring rows ``t`` of envs ``b`` (both ``[N]``)."""
+        buf, n, batch_size = self.buffer, self.n_step, len(t)
 
         window = (t[None, :] + np.arange(n)[:, None]) % self.T  # [n, N]
         reward = buf.reward[window, b]
