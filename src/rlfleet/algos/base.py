@@ -23,6 +23,7 @@ class Algorithm:
         self.agent: Agent | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.updates = 0
+        self.samples_trained = 0
         self.n_steps = 1
         self.batch_size_sampler = 1
 
@@ -36,14 +37,10 @@ class Algorithm:
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
         raise NotImplementedError
 
-    @property
-    def samples_trained(self) -> int:
-        """Transitions consumed by updates so far (for ReplayRatio)."""
-        return 0
-
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "updates": self.updates}
+        return {"optimizer": self.optimizer.state_dict(), "updates": self.updates,
+                "samples_trained": self.samples_trained}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = state["updates"]
+        self.updates, self.samples_trained = state["updates"], state["samples_trained"]

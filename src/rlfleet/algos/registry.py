@@ -7,8 +7,8 @@ to build its agent and default model for the env's spaces.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

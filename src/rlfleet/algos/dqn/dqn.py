@@ -74,10 +74,6 @@ class DQN(Algorithm):
         self.replay = NStepReplayBuffer(c.replay_size, batch_B, c.n_step, c.gamma, seed)
         self.updates_per_batch = max(1, round(c.replay_ratio * batch_T * batch_B / c.batch_size))
 
-    @property
-    def samples_trained(self) -> int:
-        return self.updates * self.config.batch_size
-
     def loss(self, samples) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(loss, td_error [N])``."""
         c, agent = self.config, self.agent
@@ -101,7 +97,7 @@ class DQN(Algorithm):
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
         c, agent = self.config, self.agent
         self.replay.append(batch.samples)
-        stats: dict[str, list[float]] = defaultdict(list)
+        stats: dict[str, list[torch.Tensor]] = defaultdict(list)
         if env_steps < c.learning_starts or not self.replay.can_sample():
             return {"epsilon": agent.epsilon}
         for _ in range(self.updates_per_batch):
@@ -112,14 +108,15 @@ class DQN(Algorithm):
             grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), c.max_grad_norm or float("inf"))
             self.optimizer.step()
             self.updates += 1
+            self.samples_trained += c.batch_size
             if c.target_tau < 1.0:
                 agent.update_target(c.target_tau)
             elif self.updates % c.target_update_interval == 0:
                 agent.update_target()
-            stats["loss"].append(loss.item())
-            stats["td_abs"].append(td_error.abs().mean().item())
-            stats["grad_norm"].append(grad_norm.item())
-        return {**{k: sum(v) / len(v) for k, v in stats.items()}, "epsilon": agent.epsilon}
+            stats["loss"].append(loss.detach())
+            stats["td_abs"].append(td_error.abs().mean())
+            stats["grad_norm"].append(grad_norm)
+        return {**{k: torch.stack(v).mean().item() for k, v in stats.items()}, "epsilon": agent.epsilon}
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -76,6 +76,7 @@ class A2C(PolicyGradientAlgorithm):
         grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), c.max_grad_norm or float("inf"))
         self.optimizer.step()
         self.updates += 1
+        self.samples_trained += advantage.numel()
         return {
             "loss": loss.item(),
             "pi_loss": pi_loss.item(),

@@ -85,7 +85,7 @@ class PPO(PolicyGradientAlgorithm):
         observation, prev_action, prev_reward, action = flat(s.env.observation, s.agent.prev_action, s.env.prev_reward, s.agent.action)
         advantage, return_, old_value, old_log_prob = flat(advantage, return_, old_value, old_log_prob)
         n = advantage.shape[0]
-        stats: dict[str, list[float]] = defaultdict(list)
+        stats: dict[str, list[torch.Tensor]] = defaultdict(list)
         for _ in range(c.epochs):
             permutation = torch.randperm(n, generator=self.generator)
             for start in range(0, n, c.minibatch_size):
@@ -113,6 +113,7 @@ class PPO(PolicyGradientAlgorithm):
                 grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), c.max_grad_norm or float("inf"))
                 self.optimizer.step()
                 self.updates += 1
+                self.samples_trained += len(idx)
 
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's low-variance KL estimator
@@ -120,11 +121,11 @@ class PPO(PolicyGradientAlgorithm):
                 for key, value_ in (("loss", loss), ("pi_loss", pi_loss), ("value_loss", value_loss),
                                     ("entropy", entropy), ("grad_norm", grad_norm), ("approx_kl", approx_kl),
                                     ("clip_fraction", clip_fraction)):
-                    stats[key].append(value_.item())
-            if c.target_kl > 0 and stats["approx_kl"][-1] > c.target_kl:
+                    stats[key].append(value_.detach())
+            if c.target_kl > 0 and stats["approx_kl"][-1].item() > c.target_kl:
                 break
         explained_var = 1 - (return_ - old_value).var() / (return_.var() + 1e-8)
-        return {**{k: sum(v) / len(v) for k, v in stats.items()}, "explained_variance": explained_var.item(),
+        return {**{k: torch.stack(v).mean().item() for k, v in stats.items()}, "explained_variance": explained_var.item(),
                 "lr": lr, "clip_range": clip}
 
     def state_dict(self) -> dict:
