@@ -35,7 +35,9 @@ class _PgAgent(Agent):
         else:
             action = self.distribution.sample(dist_info, generator=self.rng)
         agent_info = AgentInfo(dist_info=dist_info, value=value)
-        return AgentStep(action=action.cpu(), agent_info=buffer_method(agent_info, "cpu"))
+        # detach: views of parameters (e.g. a state-independent log-std expanded to the batch)
+        # keep requires_grad even under no_grad
+        return AgentStep(action=action.cpu(), agent_info=buffer_method(buffer_method(agent_info, "detach"), "cpu"))
 
     @torch.no_grad()
     def value(self, observation, prev_action, prev_reward) -> torch.Tensor:

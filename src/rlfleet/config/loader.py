@@ -157,6 +157,9 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
     if model_class is not None:
         model_kwargs = {k: v for k, v in model.items() if k != "_target_"}
         check_kwargs(model_class, model_kwargs, "model", skip=MODEL_SPACE_ARGS)
+    env = kwargs.get("env")
+    if env is not None and looks_like_import_path(env.id):
+        check_kwargs(import_object(env.id, what="env"), env.kwargs, "env.kwargs")
     sampler = kwargs.get("sampler")
     if sampler is not None and sampler.kind not in ("serial", "parallel"):
         raise ConfigError(f"sampler.kind {sampler.kind!r} is not one of 'serial', 'parallel'")

@@ -8,7 +8,8 @@ import difflib
 import inspect
 import types
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from rlfleet.errors import ConfigError
 

@@ -176,7 +176,12 @@ def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | No
     kwargs = dict(config.kwargs)
     if config.max_episode_steps:
         kwargs["max_episode_steps"] = config.max_episode_steps
-    env = gym.make(config.id, render_mode=render_mode, **kwargs)
+    try:
+        env = gym.make(config.id, render_mode=render_mode, **kwargs)
+    except TypeError as err:
+        if not config.kwargs:
+            raise
+        raise ConfigError(f"env {config.id!r} rejected env.kwargs {sorted(config.kwargs)}: {err}") from None
     if config.id.startswith("MinAtar/"):
         env = _MinAtarChannelsFirst(env)
     return env

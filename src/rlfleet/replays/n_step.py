@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from rlfleet.agents.base import AgentInputs
 from rlfleet.utils.buffers import buffer_from_example, map_buffer, torchify_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple

@@ -8,7 +8,8 @@ observation kept in ``final_observation`` when truncated, for bootstrapping).
 from __future__ import annotations
 
 import pickle
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -6,7 +6,8 @@ Conversions between numpy and torch share memory (no copy) wherever dtypes allow
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -13,7 +13,8 @@ Classes are cached by (name, fields) and instances pickle by value, so they surv
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _CLASS_CACHE: dict[tuple[str, tuple[str, ...]], type] = {}
 
