@@ -37,6 +37,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, video: bool = False,
         frames: list[np.ndarray] = []
         trajs: list[dict[str, float]] = []
         if video:
+            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # headless pygame rendering
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
             render_env = make_env(config.env, training=False, render_mode="rgb_array")
             trajs += evaluate_agent(exp.agent, [render_env], 1, seed, normalizer, on_frame=frames.append)
             render_env.close()
