@@ -37,20 +37,29 @@ def main() -> int:
         start = time.time()
         run_dir, _ = train(args.algorithm, args.env, overrides, seed=seed, name=name, root=args.runs_dir)
         with open(run_dir / "progress.csv", newline="") as f:
-            evals = [(int(r["CumSteps"]), float(r["EvalReturnAverage"])) for r in csv.DictReader(f) if r.get("EvalReturnAverage")]
+            evals = [
+                (int(r["CumSteps"]), float(r["EvalReturnAverage"]))
+                for r in csv.DictReader(f)
+                if r.get("EvalReturnAverage")
+            ]
         budget = args.steps or max(s for s, _ in evals)
         within = [(s, r) for s, r in evals if s <= budget + 1024]  # the last batch may end just past the budget
         hit = next((s for s, r in within if r >= args.threshold), None)
         best.append(max(r for _, r in within))
         final.append(within[-1][1])
         reached.append(hit)
-        print(f"seed {seed}: best eval {best[-1]:.1f}, final eval {final[-1]:.1f}, "
-              f"threshold {args.threshold} reached at {hit if hit is not None else 'never'} steps, "
-              f"{time.time() - start:.0f} s ({run_dir})", flush=True)
+        print(
+            f"seed {seed}: best eval {best[-1]:.1f}, final eval {final[-1]:.1f}, "
+            f"threshold {args.threshold} reached at {hit if hit is not None else 'never'} steps, "
+            f"{time.time() - start:.0f} s ({run_dir})",
+            flush=True,
+        )
     passed = sum(h is not None for h in reached)
-    print(f"{args.algorithm} {args.env}: best eval median {statistics.median(best):.1f} "
-          f"[min {min(best):.1f}, max {max(best):.1f}]; final eval median {statistics.median(final):.1f} "
-          f"[min {min(final):.1f}, max {max(final):.1f}]; reached {args.threshold} in {passed}/{len(args.seeds)} seeds")
+    print(
+        f"{args.algorithm} {args.env}: best eval median {statistics.median(best):.1f} "
+        f"[min {min(best):.1f}, max {max(best):.1f}]; final eval median {statistics.median(final):.1f} "
+        f"[min {min(final):.1f}, max {max(final):.1f}]; reached {args.threshold} in {passed}/{len(args.seeds)} seeds"
+    )
     return 0
 
 

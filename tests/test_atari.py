@@ -10,8 +10,23 @@ pytest.importorskip("ale_py")
 
 
 def test_ppo_pong_parallel_sampler_and_video(tmp_path):
-    run = [sys.executable, "-m", "rlfleet", "train", "ppo", "-e", "ALE/Pong-v5", "--name", "t", "--runs-dir", "runs",
-           "runner.n_steps=2048", "sampler.batch_T=64", "runner.eval_interval_steps=0", "logger.console=false"]
+    run = [
+        sys.executable,
+        "-m",
+        "rlfleet",
+        "train",
+        "ppo",
+        "-e",
+        "ALE/Pong-v5",
+        "--name",
+        "t",
+        "--runs-dir",
+        "runs",
+        "runner.n_steps=2048",
+        "sampler.batch_T=64",
+        "runner.eval_interval_steps=0",
+        "logger.console=false",
+    ]
     out = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "runs" / "ALE-Pong-v5" / "ppo" / "t" / "seed0"
@@ -21,8 +36,13 @@ def test_ppo_pong_parallel_sampler_and_video(tmp_path):
     assert state["runner"]["cum_steps"] == 2048
     assert state["agent"]["model"]["pi_encoder.cnn.conv.0.weight"].shape == (32, 4, 8, 8)  # Nature-CNN on 4 frames
 
-    out = subprocess.run([sys.executable, "-m", "rlfleet", "eval", str(run_dir), "--episodes", "1", "--video"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "rlfleet", "eval", str(run_dir), "--episodes", "1", "--video"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     videos = list((run_dir / "videos").glob("eval_*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 10_000

@@ -18,8 +18,14 @@ RUN_REL = Path("runs", "CartPole-v1", "ppo", RUN_NAME, "seed0")
 
 
 def rlfleet(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rlfleet", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "rlfleet", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int] | None]:
@@ -36,9 +42,23 @@ def workdir(tmp_path_factory) -> Path:
     """A directory holding one real finished run (``runs/CartPole-v1/ppo/existing/seed0``) and a
     copy of it whose checkpoint is truncated to half its bytes (``broken_copy``)."""
     cwd = tmp_path_factory.mktemp("cli")
-    proc = rlfleet("train", "ppo", "-e", "CartPole-v1", "--runs-dir", "runs", "--name", RUN_NAME,
-                   "runner.n_steps=512", "sampler.batch_T=32", "sampler.batch_B=4", "runner.eval_episodes=2",
-                   "runner.log_interval_steps=256", *QUIET, cwd=cwd)
+    proc = rlfleet(
+        "train",
+        "ppo",
+        "-e",
+        "CartPole-v1",
+        "--runs-dir",
+        "runs",
+        "--name",
+        RUN_NAME,
+        "runner.n_steps=512",
+        "sampler.batch_T=32",
+        "sampler.batch_B=4",
+        "runner.eval_episodes=2",
+        "runner.log_interval_steps=256",
+        *QUIET,
+        cwd=cwd,
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = cwd / RUN_REL
     assert (run_dir / "config.yaml").is_file() and (run_dir / "progress.csv").is_file()
@@ -75,25 +95,38 @@ def check_one_line_error(cwd: Path, args: list[str], *expected: str) -> str:
     return line
 
 
-
-
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        pytest.param(["ppo2", "-e", "CartPole-v1"], ["unknown algorithm", "'ppo2'", "did you mean 'ppo'"],
-                     id="unknown-algorithm"),
-        pytest.param(["ppo", "-e", "CartPole-v2"], ["unknown env id", "'CartPole-v2'", "did you mean 'CartPole-v1'"],
-                     id="unknown-env-version"),
-        pytest.param(["ppo", "-e", "CartPol-v1"], ["unknown env id", "'CartPol-v1'", "did you mean 'CartPole-v1'"],
-                     id="misspelt-env"),
-        pytest.param(["ppo", "-e", "CartPole-v1", "algo.lrr=0.1"], ["unknown config key", "'algo.lrr'", "'algo.lr'"],
-                     id="unknown-key"),
-        pytest.param(["ppo", "-e", "CartPole-v1", "algo.lr=abc"], ["'algo.lr'", "float", "'abc'"],
-                     id="lr-not-a-number"),
-        pytest.param(["ppo", "-e", "CartPole-v1", "sampler.batch_B=1.5"], ["'sampler.batch_B'", "int", "1.5"],
-                     id="batch-not-an-int"),
-        pytest.param(["dqn", "-e", "Pendulum-v1"], ["dqn", "Pendulum-v1", "Box", "Discrete"],
-                     id="dqn-continuous-actions"),
+        pytest.param(
+            ["ppo2", "-e", "CartPole-v1"], ["unknown algorithm", "'ppo2'", "did you mean 'ppo'"], id="unknown-algorithm"
+        ),
+        pytest.param(
+            ["ppo", "-e", "CartPole-v2"],
+            ["unknown env id", "'CartPole-v2'", "did you mean 'CartPole-v1'"],
+            id="unknown-env-version",
+        ),
+        pytest.param(
+            ["ppo", "-e", "CartPol-v1"],
+            ["unknown env id", "'CartPol-v1'", "did you mean 'CartPole-v1'"],
+            id="misspelt-env",
+        ),
+        pytest.param(
+            ["ppo", "-e", "CartPole-v1", "algo.lrr=0.1"],
+            ["unknown config key", "'algo.lrr'", "'algo.lr'"],
+            id="unknown-key",
+        ),
+        pytest.param(
+            ["ppo", "-e", "CartPole-v1", "algo.lr=abc"], ["'algo.lr'", "float", "'abc'"], id="lr-not-a-number"
+        ),
+        pytest.param(
+            ["ppo", "-e", "CartPole-v1", "sampler.batch_B=1.5"],
+            ["'sampler.batch_B'", "int", "1.5"],
+            id="batch-not-an-int",
+        ),
+        pytest.param(
+            ["dqn", "-e", "Pendulum-v1"], ["dqn", "Pendulum-v1", "Box", "Discrete"], id="dqn-continuous-actions"
+        ),
     ],
 )
 def test_bad_train_command(workdir, args, expected):
@@ -113,13 +146,15 @@ def test_resume_into_a_directory_that_is_not_a_run(workdir, target):
 
 
 def test_resume_truncated_checkpoint(workdir):
-    check_one_line_error(workdir, ["train", "--resume", "broken_copy", *QUIET],
-                         "checkpoint", "ckpt_", "corrupt or truncated")
+    check_one_line_error(
+        workdir, ["train", "--resume", "broken_copy", *QUIET], "checkpoint", "ckpt_", "corrupt or truncated"
+    )
 
 
 def test_eval_truncated_checkpoint(workdir):
-    check_one_line_error(workdir, ["eval", "broken_copy", "--episodes", "1"], "checkpoint", "ckpt_",
-                         "corrupt or truncated")
+    check_one_line_error(
+        workdir, ["eval", "broken_copy", "--episodes", "1"], "checkpoint", "ckpt_", "corrupt or truncated"
+    )
 
 
 def test_the_intact_run_still_evaluates(workdir):

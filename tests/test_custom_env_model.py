@@ -33,8 +33,14 @@ QUIET = ["logger.tensorboard=false", "logger.console=false"]
 
 def rlfleet(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     pythonpath = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "rlfleet", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": pythonpath})
+    return subprocess.run(
+        [sys.executable, "-m", "rlfleet", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    )
 
 
 def read_progress(run_dir: Path) -> list[dict[str, str]]:
@@ -103,10 +109,26 @@ def test_cli_trains_ppo_on_a_user_env(tmp_path):
     p = random_policy_steps_distribution(10, 40)
     assert -(np.arange(41) * p).sum() < -30
 
-    proc = rlfleet("train", "ppo", "-e", ENV, "--runs-dir", "runs", "--name", "corridor", "runner.n_steps=4096",
-                   "sampler.batch_T=32", "sampler.batch_B=8", "algo.lr=0.001", "algo.anneal_lr=true",
-                   "runner.eval_interval_steps=1024", "runner.log_interval_steps=1024",
-                   f"runner.eval_episodes={episodes}", *QUIET, cwd=tmp_path)
+    proc = rlfleet(
+        "train",
+        "ppo",
+        "-e",
+        ENV,
+        "--runs-dir",
+        "runs",
+        "--name",
+        "corridor",
+        "runner.n_steps=4096",
+        "sampler.batch_T=32",
+        "sampler.batch_B=8",
+        "algo.lr=0.001",
+        "algo.anneal_lr=true",
+        "runner.eval_interval_steps=1024",
+        "runner.log_interval_steps=1024",
+        f"runner.eval_episodes={episodes}",
+        *QUIET,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs/custom_components-CorridorEnv/ppo/corridor/seed0"
     assert f"run directory: {run_dir.relative_to(tmp_path)}" in proc.stdout
@@ -129,9 +151,24 @@ def test_cli_trains_ppo_on_a_user_env(tmp_path):
 def test_custom_model_from_yaml(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"model": {"_target_": MODEL, "width": 16}}))
-    proc = rlfleet("train", "ppo", "-e", ENV, "--config", str(config), "--runs-dir", "runs", "--name", "tiny",
-                   "runner.n_steps=512", "sampler.batch_T=16", "sampler.batch_B=4", "runner.eval_episodes=2",
-                   *QUIET, cwd=tmp_path)
+    proc = rlfleet(
+        "train",
+        "ppo",
+        "-e",
+        ENV,
+        "--config",
+        str(config),
+        "--runs-dir",
+        "runs",
+        "--name",
+        "tiny",
+        "runner.n_steps=512",
+        "sampler.batch_T=16",
+        "sampler.batch_B=4",
+        "runner.eval_episodes=2",
+        *QUIET,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs/custom_components-CorridorEnv/ppo/tiny/seed0"
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -157,8 +194,21 @@ def test_custom_model_from_yaml(tmp_path):
     assert result["episodes"] == 2 and -40 <= result["mean"] <= -9
 
     # a misspelt kwarg of the custom model: one line naming the real one, no run written
-    proc = rlfleet("train", "ppo", "-e", ENV, "--config", str(config), "--runs-dir", "runs", "--name", "bad",
-                   "model.widht=3", *QUIET, cwd=tmp_path)
+    proc = rlfleet(
+        "train",
+        "ppo",
+        "-e",
+        ENV,
+        "--config",
+        str(config),
+        "--runs-dir",
+        "runs",
+        "--name",
+        "bad",
+        "model.widht=3",
+        *QUIET,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
@@ -167,17 +217,41 @@ def test_custom_model_from_yaml(tmp_path):
     assert not (run_dir.parent.parent / "bad").exists()
 
     # and a value of the wrong type for it
-    proc = rlfleet("train", "ppo", "-e", ENV, "--config", str(config), "--runs-dir", "runs", "--name", "bad",
-                   "model.width=wide", *QUIET, cwd=tmp_path)
+    proc = rlfleet(
+        "train",
+        "ppo",
+        "-e",
+        ENV,
+        "--config",
+        str(config),
+        "--runs-dir",
+        "runs",
+        "--name",
+        "bad",
+        "model.width=wide",
+        *QUIET,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == ["rlfleet: error: config key 'model.width' expects int, got 'wide' (str)"]
 
 
 def test_env_kwargs(tmp_path):
     # batch_B=4 envs, each episode cut at 4 * length = 20 steps
-    run_dir, row = train("ppo", ENV, ["env.kwargs.length=5", "runner.n_steps=512", "sampler.batch_T=16",
-                                      "sampler.batch_B=4", "runner.eval_episodes=2", *QUIET],
-                         name="short", root=tmp_path)
+    run_dir, row = train(
+        "ppo",
+        ENV,
+        [
+            "env.kwargs.length=5",
+            "runner.n_steps=512",
+            "sampler.batch_T=16",
+            "sampler.batch_B=4",
+            "runner.eval_episodes=2",
+            *QUIET,
+        ],
+        name="short",
+        root=tmp_path,
+    )
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["env"]["id"] == ENV and saved["env"]["kwargs"] == {"length": 5}
     state = latest_state(run_dir)
@@ -190,8 +264,10 @@ def test_env_kwargs(tmp_path):
     assert row["EvalLengthMax"] <= 20
 
     # misspelt or mistyped env kwargs of a user env are config errors, not tracebacks
-    for override, message in [("env.kwargs.lenght=5", "did you mean 'env.kwargs.length'"),
-                              ("env.kwargs.length=abc", "'env.kwargs.length' expects int")]:
+    for override, message in [
+        ("env.kwargs.lenght=5", "did you mean 'env.kwargs.length'"),
+        ("env.kwargs.length=abc", "'env.kwargs.length' expects int"),
+    ]:
         proc = rlfleet("train", "ppo", "-e", ENV, "--runs-dir", "runs", override, *QUIET, cwd=tmp_path)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         lines = proc.stderr.splitlines()

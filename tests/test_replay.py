@@ -38,14 +38,16 @@ def replay():
     # reward:       1    2    4    8     1     1    1    1
     # terminated:                  x(3)
     # truncated:                                  x(5): final obs 99
-    r.append(make_samples(
-        8,
-        obs=[10, 11, 12, 13, 20, 21, 30, 31],
-        reward=[1, 2, 4, 8, 1, 1, 1, 1],
-        terminated=[0, 0, 0, 1, 0, 0, 0, 0],
-        truncated=[0, 0, 0, 0, 0, 1, 0, 0],
-        final_obs=[0, 0, 0, 0, 0, 99, 0, 0],
-    ))
+    r.append(
+        make_samples(
+            8,
+            obs=[10, 11, 12, 13, 20, 21, 30, 31],
+            reward=[1, 2, 4, 8, 1, 1, 1, 1],
+            terminated=[0, 0, 0, 1, 0, 0, 0, 0],
+            truncated=[0, 0, 0, 0, 0, 1, 0, 0],
+            final_obs=[0, 0, 0, 0, 0, 99, 0, 0],
+        )
+    )
     return r
 
 
@@ -81,8 +83,11 @@ def test_only_written_windows_are_sampled(replay):
 
 def test_ring_overwrite_drops_stale_final_observations():
     r = NStepReplayBuffer(size=4, batch_B=1, n_step=1, gamma=0.9, seed=0)
-    r.append(make_samples(4, obs=[0, 1, 2, 3], reward=[0] * 4, terminated=[0] * 4, truncated=[0, 1, 0, 0],
-                          final_obs=[0, 7, 0, 0]))
+    r.append(
+        make_samples(
+            4, obs=[0, 1, 2, 3], reward=[0] * 4, terminated=[0] * 4, truncated=[0, 1, 0, 0], final_obs=[0, 7, 0, 0]
+        )
+    )
     assert set(r.final_observation) == {1}
     r.append(make_samples(1, obs=[4], reward=[0], terminated=[0], truncated=[0]))  # overwrites ring slot 0
     assert set(r.final_observation) == {1}

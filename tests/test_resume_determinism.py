@@ -23,9 +23,18 @@ TIMING_COLUMNS = {"CumTime", "StepsPerSecond", "UpdatesPerSecond"}
 # PPO on CartPole with a constant learning rate and clip range (the preset anneals both over
 # runner.n_steps, which a resume with a larger budget changes on purpose); 128 steps per
 # iteration, several minibatches per epoch.
-PPO_ARGS = ["algo.anneal_lr=false", "algo.anneal_clip=false", "sampler.batch_T=32", "sampler.batch_B=4",
-            "algo.epochs=4", "algo.minibatch_size=32", "runner.log_interval_steps=256",
-            "runner.eval_interval_steps=512", "runner.eval_episodes=2", *QUIET]
+PPO_ARGS = [
+    "algo.anneal_lr=false",
+    "algo.anneal_clip=false",
+    "sampler.batch_T=32",
+    "sampler.batch_B=4",
+    "algo.epochs=4",
+    "algo.minibatch_size=32",
+    "runner.log_interval_steps=256",
+    "runner.eval_interval_steps=512",
+    "runner.eval_episodes=2",
+    *QUIET,
+]
 
 
 def rlfleet_cmd(*args: str) -> list[str]:
@@ -39,8 +48,10 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
 
 
 def run_cli_concurrently(commands: list[list[str]], cwd: Path, timeout: float = 300) -> None:
-    procs = [subprocess.Popen(rlfleet_cmd(*c), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for c in commands]
+    procs = [
+        subprocess.Popen(rlfleet_cmd(*c), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=timeout)
         assert proc.returncode == 0, err
@@ -102,8 +113,10 @@ def test_ppo_exact_resume_cli(tmp_path):
     """``rlfleet train`` N steps vs N/2 steps then ``rlfleet train --resume RUN runner.n_steps=N``."""
     n = 2048
     base = ["train", "ppo", "-e", "CartPole-v1", "--runs-dir", "runs", *PPO_ARGS]
-    run_cli_concurrently([[*base, "--name", "full", f"runner.n_steps={n}"],
-                          [*base, "--name", "half", f"runner.n_steps={n // 2}"]], cwd=tmp_path)
+    run_cli_concurrently(
+        [[*base, "--name", "full", f"runner.n_steps={n}"], [*base, "--name", "half", f"runner.n_steps={n // 2}"]],
+        cwd=tmp_path,
+    )
     full = tmp_path / "runs/CartPole-v1/ppo/full/seed0"
     half = tmp_path / "runs/CartPole-v1/ppo/half/seed0"
     assert latest_state(half)["runner"]["cum_steps"] == n // 2
@@ -116,16 +129,31 @@ def test_ppo_exact_resume_cli(tmp_path):
 @pytest.mark.parametrize(
     ("algo", "args"),
     [
-        pytest.param("dqn", ["runner.save_replay=true", "sampler.batch_T=16", "algo.replay_size=5000",
-                             "algo.learning_starts=200", "algo.replay_ratio=8", "algo.target_update_interval=10",
-                             "agent.eps_steps=500"], id="dqn-saved-replay"),
+        pytest.param(
+            "dqn",
+            [
+                "runner.save_replay=true",
+                "sampler.batch_T=16",
+                "algo.replay_size=5000",
+                "algo.learning_starts=200",
+                "algo.replay_ratio=8",
+                "algo.target_update_interval=10",
+                "agent.eps_steps=500",
+            ],
+            id="dqn-saved-replay",
+        ),
         pytest.param("a2c", ["sampler.batch_T=8", "sampler.batch_B=4"], id="a2c"),
     ],
 )
 def test_exact_resume_api(tmp_path, algo, args):
     n = 1024
-    common = [*args, "runner.log_interval_steps=256", "runner.eval_interval_steps=512", "runner.eval_episodes=2",
-              *QUIET]
+    common = [
+        *args,
+        "runner.log_interval_steps=256",
+        "runner.eval_interval_steps=512",
+        "runner.eval_episodes=2",
+        *QUIET,
+    ]
     full, _ = train(algo, "CartPole-v1", [*common, f"runner.n_steps={n}"], name="full", root=tmp_path)
     half, _ = train(algo, "CartPole-v1", [*common, f"runner.n_steps={n // 2}"], name="half", root=tmp_path)
     half_state = latest_state(half)
@@ -138,8 +166,14 @@ def test_exact_resume_api(tmp_path, algo, args):
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     base = ["train", "ppo", "-e", "CartPole-v1", "--runs-dir", "runs", "runner.n_steps=1024", *PPO_ARGS]
-    run_cli_concurrently([[*base, "--name", "a", "--seed", "3"], [*base, "--name", "b", "--seed", "3"],
-                          [*base, "--name", "c", "--seed", "4"]], cwd=tmp_path)
+    run_cli_concurrently(
+        [
+            [*base, "--name", "a", "--seed", "3"],
+            [*base, "--name", "b", "--seed", "3"],
+            [*base, "--name", "c", "--seed", "4"],
+        ],
+        cwd=tmp_path,
+    )
     runs = tmp_path / "runs/CartPole-v1/ppo"
     a, b, c = runs / "a/seed3", runs / "b/seed3", runs / "c/seed4"
     rows_a, rows_b, rows_c = read_progress(a), read_progress(b), read_progress(c)
@@ -158,10 +192,20 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
 
 def test_ctrl_c_writes_checkpoint_and_resume_continues(tmp_path):
     run_dir = tmp_path / "runs/CartPole-v1/ppo/long/seed0"
-    args = ["train", "ppo", "-e", "CartPole-v1", "--runs-dir", "runs", "--name", "long", "runner.n_steps=10000000",
-            "runner.eval_interval_steps=0", *[a for a in PPO_ARGS if not a.startswith("runner.eval")]]
-    proc = subprocess.Popen(rlfleet_cmd(*args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    args = [
+        "train",
+        "ppo",
+        "-e",
+        "CartPole-v1",
+        "--runs-dir",
+        "runs",
+        "--name",
+        "long",
+        "runner.n_steps=10000000",
+        "runner.eval_interval_steps=0",
+        *[a for a in PPO_ARGS if not a.startswith("runner.eval")],
+    ]
+    proc = subprocess.Popen(rlfleet_cmd(*args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not ((run_dir / "progress.csv").is_file() and len(read_progress(run_dir)) >= 2):
@@ -196,11 +240,18 @@ def test_ctrl_c_writes_checkpoint_and_resume_continues(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == target
 
     # ... and continued exactly: the same as an uninterrupted run of `target` steps
-    full, _ = train("ppo", "CartPole-v1", [f"runner.n_steps={target}", "runner.eval_interval_steps=0",
-                                           *[a for a in PPO_ARGS if not a.startswith("runner.eval")]],
-                    name="uninterrupted", root=tmp_path / "runs")
+    full, _ = train(
+        "ppo",
+        "CartPole-v1",
+        [
+            f"runner.n_steps={target}",
+            "runner.eval_interval_steps=0",
+            *[a for a in PPO_ARGS if not a.startswith("runner.eval")],
+        ],
+        name="uninterrupted",
+        root=tmp_path / "runs",
+    )
     assert_same_model(full, run_dir)
     rows_full = learning_columns(read_progress(full))
     rows_resumed = learning_columns(read_progress(run_dir))
     assert rows_full == rows_resumed
-

@@ -21,8 +21,12 @@ N_STEPS = 1024
 CASES = [
     pytest.param("ppo", "CartPole-v1", ["sampler.batch_T=32", "sampler.batch_B=4"], id="ppo"),
     pytest.param("a2c", "CartPole-v1", ["sampler.batch_T=8", "sampler.batch_B=4"], id="a2c"),
-    pytest.param("dqn", "CartPole-v1", ["sampler.batch_T=16", "algo.learning_starts=256", "algo.replay_size=2000",
-                                        "agent.eps_steps=512"], id="dqn"),
+    pytest.param(
+        "dqn",
+        "CartPole-v1",
+        ["sampler.batch_T=16", "algo.learning_starts=256", "algo.replay_size=2000", "agent.eps_steps=512"],
+        id="dqn",
+    ),
     # continuous actions, with observation normalisation (its statistics live in the checkpoint)
     pytest.param("a2c", "Pendulum-v1", ["sampler.batch_T=8", "sampler.batch_B=4"], id="a2c-pendulum"),
 ]
@@ -77,8 +81,9 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 @pytest.mark.parametrize(("algo", "env_id", "overrides"), CASES)
 def test_reloaded_agent_acts_like_the_saved_one(tmp_path, algo, env_id, overrides):
     extra = ["env.normalize_obs=true"] if env_id == "Pendulum-v1" else []
-    saved = train_in_process(algo, env_id, [*overrides, *extra, f"runner.n_steps={N_STEPS}", "runner.eval_episodes=2",
-                                            *QUIET], tmp_path)
+    saved = train_in_process(
+        algo, env_id, [*overrides, *extra, f"runner.n_steps={N_STEPS}", "runner.eval_episodes=2", *QUIET], tmp_path
+    )
     run_dir = saved.run_dir
     loaded, state = rebuild(run_dir)
     try:
@@ -110,8 +115,9 @@ def test_reloaded_agent_acts_like_the_saved_one(tmp_path, algo, env_id, override
 
         if loaded.sampler.obs_normalizer is not None:
             raw = inputs[0].numpy()
-            np.testing.assert_array_equal(saved.sampler.obs_normalizer(raw, update=False),
-                                          loaded.sampler.obs_normalizer(raw, update=False))
+            np.testing.assert_array_equal(
+                saved.sampler.obs_normalizer(raw, update=False), loaded.sampler.obs_normalizer(raw, update=False)
+            )
     finally:
         loaded.close()
 
@@ -119,10 +125,15 @@ def test_reloaded_agent_acts_like_the_saved_one(tmp_path, algo, env_id, override
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
 def test_rlfleet_eval_prints_a_return_line(tmp_path, algo):
     overrides = {"ppo": CASES[0], "a2c": CASES[1], "dqn": CASES[2]}[algo].values[2]
-    saved = train_in_process(algo, "CartPole-v1", [*overrides, "runner.n_steps=512", "runner.eval_episodes=2",
-                                                   *QUIET], tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "rlfleet", "eval", str(saved.run_dir), "--episodes", "2"],
-                          capture_output=True, text=True, timeout=120)
+    saved = train_in_process(
+        algo, "CartPole-v1", [*overrides, "runner.n_steps=512", "runner.eval_episodes=2", *QUIET], tmp_path
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlfleet", "eval", str(saved.run_dir), "--episodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     number = r"-?\d+\.\d\d"

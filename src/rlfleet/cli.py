@@ -51,8 +51,16 @@ def _train(args: argparse.Namespace) -> int:
         if not Path(args.resume, "config.yaml").is_file():
             raise RlfleetError(f"{args.resume} is not a run directory (no config.yaml)")
     try:
-        run_dir, row = train(algorithm, args.env, overrides, seed=args.seed, name=args.name,
-                             config_file=args.config, resume=args.resume, root=args.runs_dir)
+        run_dir, row = train(
+            algorithm,
+            args.env,
+            overrides,
+            seed=args.seed,
+            name=args.name,
+            config_file=args.config,
+            resume=args.resume,
+            root=args.runs_dir,
+        )
     except TrainingInterrupted as err:
         print(f"rlfleet: {err}", file=sys.stderr)
         return 130
@@ -69,8 +77,10 @@ def _eval(args: argparse.Namespace) -> int:
     from rlfleet.evaluate import evaluate_run
 
     result = evaluate_run(args.run_dir, episodes=args.episodes, video=args.video, checkpoint=args.checkpoint)
-    print(f"{result['episodes']} episodes at {result['steps']} steps: return {result['mean']:.2f} "
-          f"+/- {result['std']:.2f} (min {result['min']:.2f}, max {result['max']:.2f})")
+    print(
+        f"{result['episodes']} episodes at {result['steps']} steps: return {result['mean']:.2f} "
+        f"+/- {result['std']:.2f} (min {result['min']:.2f}, max {result['max']:.2f})"
+    )
     if result.get("video"):
         print(f"video: {result['video']}")
     return 0

@@ -15,15 +15,23 @@ from rlfleet.experiment import build_experiment, probe_spaces
 from rlfleet.samplers.evaluation import evaluate_agent
 
 
-def evaluate_run(run_dir: str | Path, episodes: int = 10, video: bool = False,
-                 checkpoint: str | Path | None = None, seed: int = 12_345) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    episodes: int = 10,
+    video: bool = False,
+    checkpoint: str | Path | None = None,
+    seed: int = 12_345,
+) -> dict[str, Any]:
     """Load the run's config and checkpoint, run ``episodes`` deterministic episodes and, with
     ``video``, write the first episode to ``run_dir/videos/eval_<steps>.mp4``."""
     run_dir = Path(run_dir)
     state = load_checkpoint(checkpoint or Checkpointer(run_dir / "checkpoints").latest())
     data = load_yaml(run_dir / "config.yaml")
-    data = {**data, "sampler": {**data.get("sampler", {}), "kind": "serial", "batch_B": 1},
-            "logger": {**data.get("logger", {}), "console": False, "tensorboard": False, "wandb": False}}
+    data = {
+        **data,
+        "sampler": {**data.get("sampler", {}), "kind": "serial", "batch_B": 1},
+        "logger": {**data.get("logger", {}), "console": False, "tensorboard": False, "wandb": False},
+    }
     config = validate(data)
     config = validate(data, probe_spaces(config))
     exp = build_experiment(config, run_dir=None)
@@ -49,8 +57,14 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, video: bool = False,
     finally:
         exp.close()
     returns = np.array([t["Return"] for t in trajs])
-    result: dict[str, Any] = {"episodes": len(trajs), "steps": steps, "mean": returns.mean(), "std": returns.std(),
-                              "min": returns.min(), "max": returns.max()}
+    result: dict[str, Any] = {
+        "episodes": len(trajs),
+        "steps": steps,
+        "mean": returns.mean(),
+        "std": returns.std(),
+        "min": returns.min(),
+        "max": returns.max(),
+    }
     if video and frames:
         import imageio.v2 as imageio
 

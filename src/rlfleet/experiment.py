@@ -1,7 +1,7 @@
 """Build a run from its config and train it: the Python face of ``rlfleet train``.
 
-    from rlfleet.experiment import train
-    run_dir, row = train("ppo", "CartPole-v1", overrides=["runner.n_steps=50000"], seed=1)
+from rlfleet.experiment import train
+run_dir, row = train("ppo", "CartPole-v1", overrides=["runner.n_steps=50000"], seed=1)
 """
 
 from __future__ import annotations
@@ -74,7 +74,11 @@ def model_factory(config: ExperimentConfig, env_spaces: EnvSpaces):
     """``f(env_spaces) -> nn.Module``: the default model of the algorithm, or ``model._target_``."""
     kwargs = dict(config.model)
     target = kwargs.pop("_target_", None)
-    cls = import_object(str(target), what="model") if target else get_algorithm(config.algorithm).default_model(env_spaces)
+    cls = (
+        import_object(str(target), what="model")
+        if target
+        else get_algorithm(config.algorithm).default_model(env_spaces)
+    )
 
     def build(spaces: EnvSpaces):
         return cls(observation_space=spaces.observation, action_space=spaces.action, **kwargs)
@@ -88,7 +92,9 @@ def run_dir_for(config: ExperimentConfig, name: str, root: str | Path = "runs") 
     return Path(root) / env / config.algorithm / name / f"seed{config.seed}"
 
 
-def build_experiment(config: ExperimentConfig, run_dir: Path | None = None, env_spaces: EnvSpaces | None = None) -> Experiment:
+def build_experiment(
+    config: ExperimentConfig, run_dir: Path | None = None, env_spaces: EnvSpaces | None = None
+) -> Experiment:
     """Construct envs, agent, algorithm, sampler and runner (nothing is written to disk)."""
     torch.set_num_threads(config.runner.torch_threads)
     seed_everything(config.seed)
@@ -101,7 +107,9 @@ def build_experiment(config: ExperimentConfig, run_dir: Path | None = None, env_
     if s.kind == "parallel":
         from rlfleet.samplers.parallel import ParallelStepper
 
-        stepper = ParallelStepper(env_factory, s.batch_B, discount=getattr(config.algo, "gamma", 0.99), n_workers=s.n_workers)
+        stepper = ParallelStepper(
+            env_factory, s.batch_B, discount=getattr(config.algo, "gamma", 0.99), n_workers=s.n_workers
+        )
     else:
         stepper = SerialStepper(env_factory, s.batch_B, discount=getattr(config.algo, "gamma", 0.99))
     gamma = getattr(config.algo, "gamma", 0.99)
@@ -111,7 +119,9 @@ def build_experiment(config: ExperimentConfig, run_dir: Path | None = None, env_
         if not isinstance(obs_space, Box) or len(obs_space.shape) == 3:
             raise ConfigError("env.normalize_obs works on vector (Box) observations only")
         obs_norm = ObservationNormalizer(obs_space.shape, clip=config.env.clip_obs)
-    reward_norm = RewardNormalizer(s.batch_B, gamma, clip=config.env.clip_reward) if config.env.normalize_reward else None
+    reward_norm = (
+        RewardNormalizer(s.batch_B, gamma, clip=config.env.clip_reward) if config.env.normalize_reward else None
+    )
     sampler = Sampler(stepper, s.batch_T, obs_norm, reward_norm)
 
     agent = spec.make_agent(env_spaces, config.agent, model_factory(config, env_spaces), config.runner.device)
@@ -125,26 +135,51 @@ def build_experiment(config: ExperimentConfig, run_dir: Path | None = None, env_
     r, lg = config.runner, config.logger
     logger = checkpointer = None
     if run_dir is not None:
-        logger = ProgressLogger(run_dir, tensorboard=lg.tensorboard, wandb=lg.wandb, wandb_mode=lg.wandb_mode,
-                                wandb_project=lg.wandb_project, config=to_dict(config))
+        logger = ProgressLogger(
+            run_dir,
+            tensorboard=lg.tensorboard,
+            wandb=lg.wandb,
+            wandb_mode=lg.wandb_mode,
+            wandb_project=lg.wandb_project,
+            config=to_dict(config),
+        )
         checkpointer = Checkpointer(run_dir / "checkpoints", keep=r.keep_checkpoints)
     console = ConsoleProgress(r.n_steps, enabled=lg.console)
-    common: dict[str, Any] = dict(n_steps=r.n_steps, log_interval_steps=r.log_interval_steps,
-                                  checkpoint_interval_steps=r.checkpoint_interval_steps, logger=logger,
-                                  checkpointer=checkpointer, console=console, config=to_dict(config))
+    common: dict[str, Any] = dict(
+        n_steps=r.n_steps,
+        log_interval_steps=r.log_interval_steps,
+        checkpoint_interval_steps=r.checkpoint_interval_steps,
+        logger=logger,
+        checkpointer=checkpointer,
+        console=console,
+        config=to_dict(config),
+    )
     if r.eval_interval_steps > 0:
-        evaluator = Evaluator(functools.partial(make_env, config.env, training=False), r.eval_envs,
-                              r.eval_episodes, seed=config.seed + 10_000, obs_normalizer=obs_norm, discount=gamma)
-        runner: MinibatchRl = MinibatchRlEval(algo, agent, sampler, evaluator=evaluator,
-                                              eval_interval_steps=r.eval_interval_steps, **common)
+        evaluator = Evaluator(
+            functools.partial(make_env, config.env, training=False),
+            r.eval_envs,
+            r.eval_episodes,
+            seed=config.seed + 10_000,
+            obs_normalizer=obs_norm,
+            discount=gamma,
+        )
+        runner: MinibatchRl = MinibatchRlEval(
+            algo, agent, sampler, evaluator=evaluator, eval_interval_steps=r.eval_interval_steps, **common
+        )
     else:
         runner = MinibatchRl(algo, agent, sampler, **common)
     return Experiment(config, agent, algo, sampler, runner, run_dir)
 
 
-def prepare_new_run(algorithm: str | None, env_id: str | None, overrides: list[str] | None = None,
-                    seed: int | None = None, name: str | None = None, config_file: str | Path | None = None,
-                    root: str | Path = "runs") -> tuple[ExperimentConfig, Path, EnvSpaces]:
+def prepare_new_run(
+    algorithm: str | None,
+    env_id: str | None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    name: str | None = None,
+    config_file: str | Path | None = None,
+    root: str | Path = "runs",
+) -> tuple[ExperimentConfig, Path, EnvSpaces]:
     """Resolve and validate everything before any file is written."""
     data = resolve(algorithm, env_id, overrides, config_file, seed)
     config = validate(data)
@@ -157,9 +192,16 @@ def prepare_new_run(algorithm: str | None, env_id: str | None, overrides: list[s
     return config, run_dir, env_spaces
 
 
-def train(algorithm: str | None = None, env_id: str | None = None, overrides: list[str] | None = None,
-          seed: int | None = None, name: str | None = None, config_file: str | Path | None = None,
-          resume: str | Path | None = None, root: str | Path = "runs") -> tuple[Path, dict[str, float]]:
+def train(
+    algorithm: str | None = None,
+    env_id: str | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    name: str | None = None,
+    config_file: str | Path | None = None,
+    resume: str | Path | None = None,
+    root: str | Path = "runs",
+) -> tuple[Path, dict[str, float]]:
     """Train a new run (or resume one) and return ``(run_dir, last progress row)``."""
     if resume is not None:
         run_dir = Path(resume)

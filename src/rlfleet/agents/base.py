@@ -87,8 +87,11 @@ class Agent:
         self.model.train()
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "generator": self.generator.get_state(),
-                "eval_generator": self.eval_generator.get_state()}
+        return {
+            "model": self.model.state_dict(),
+            "generator": self.generator.get_state(),
+            "eval_generator": self.eval_generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

@@ -25,8 +25,15 @@ class DqnAgent(Agent):
         eps_eval: epsilon during evaluation (0 is greedy).
     """
 
-    def __init__(self, model_factory, device: str = "cpu", eps_start: float = 1.0, eps_end: float = 0.05,
-                 eps_steps: int = 10_000, eps_eval: float = 0.0):
+    def __init__(
+        self,
+        model_factory,
+        device: str = "cpu",
+        eps_start: float = 1.0,
+        eps_end: float = 0.05,
+        eps_steps: int = 10_000,
+        eps_eval: float = 0.0,
+    ):
         super().__init__(model_factory, device)
         self.eps_schedule = LinearSchedule(eps_start, eps_end, eps_steps)
         self.eps_eval = eps_eval

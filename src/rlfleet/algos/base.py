@@ -38,8 +38,11 @@ class Algorithm:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "updates": self.updates,
-                "samples_trained": self.samples_trained}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "samples_trained": self.samples_trained,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

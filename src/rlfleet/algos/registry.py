@@ -88,19 +88,49 @@ def _pg_agent(env_spaces: EnvSpaces, config: PgAgentConfig, model_factory: Model
 
 
 def _dqn_agent(env_spaces: EnvSpaces, config: DqnAgentConfig, model_factory: ModelFactory, device: str) -> Agent:
-    return DqnAgent(model_factory, device=device, eps_start=config.eps_start, eps_end=config.eps_end,
-                    eps_steps=config.eps_steps, eps_eval=config.eps_eval)
+    return DqnAgent(
+        model_factory,
+        device=device,
+        eps_start=config.eps_start,
+        eps_end=config.eps_end,
+        eps_steps=config.eps_steps,
+        eps_eval=config.eps_eval,
+    )
 
 
 ALGORITHMS: dict[str, AlgoSpec] = {
     spec.name: spec
     for spec in (
-        AlgoSpec("a2c", "Advantage actor-critic (synchronous), discrete or continuous actions",
-                 A2CConfig, A2C, PgAgentConfig, _pg_model, _pg_agent, (Discrete, Box)),
-        AlgoSpec("ppo", "Proximal policy optimisation (clipped), discrete or continuous actions",
-                 PPOConfig, PPO, PgAgentConfig, _pg_model, _pg_agent, (Discrete, Box)),
-        AlgoSpec("dqn", "Deep Q-network: double, dueling, n-step, uniform replay; discrete actions",
-                 DQNConfig, DQN, DqnAgentConfig, lambda spaces: QModel, _dqn_agent, (Discrete,)),
+        AlgoSpec(
+            "a2c",
+            "Advantage actor-critic (synchronous), discrete or continuous actions",
+            A2CConfig,
+            A2C,
+            PgAgentConfig,
+            _pg_model,
+            _pg_agent,
+            (Discrete, Box),
+        ),
+        AlgoSpec(
+            "ppo",
+            "Proximal policy optimisation (clipped), discrete or continuous actions",
+            PPOConfig,
+            PPO,
+            PgAgentConfig,
+            _pg_model,
+            _pg_agent,
+            (Discrete, Box),
+        ),
+        AlgoSpec(
+            "dqn",
+            "Deep Q-network: double, dueling, n-step, uniform replay; discrete actions",
+            DQNConfig,
+            DQN,
+            DqnAgentConfig,
+            lambda spaces: QModel,
+            _dqn_agent,
+            (Discrete,),
+        ),
     )
 }
 

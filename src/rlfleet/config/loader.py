@@ -166,8 +166,13 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
     return ExperimentConfig(**kwargs)
 
 
-def resolve(algorithm: str | None, env_id: str | None, overrides: list[str] | None = None,
-            config_file: str | Path | None = None, seed: int | None = None) -> dict:
+def resolve(
+    algorithm: str | None,
+    env_id: str | None,
+    overrides: list[str] | None = None,
+    config_file: str | Path | None = None,
+    seed: int | None = None,
+) -> dict:
     """The merged (not yet validated) config dict for a new run."""
     data: dict = load_yaml(config_file) if config_file else {}
     algorithm = algorithm or data.get("algorithm")

@@ -111,7 +111,10 @@ class Composite(Space):
         """Gymnasium Dict/Tuple sample -> namedarraytuple (recursively)."""
         items = [value[n] for n in self.names] if isinstance(value, dict) else list(value)
         return self.tuple_class(
-            *(s.convert(v) if isinstance(s, Composite) else np.asarray(v, dtype=s.dtype) for s, v in zip(self.spaces, items))
+            *(
+                s.convert(v) if isinstance(s, Composite) else np.asarray(v, dtype=s.dtype)
+                for s, v in zip(self.spaces, items)
+            )
         )
 
 
@@ -139,6 +142,10 @@ def from_gym(space: gym.Space, typename: str = "Observation") -> Space:
     if isinstance(space, gym.spaces.Tuple):
         names = tuple(f"f{i}" for i in range(len(space.spaces)))
         return Composite(
-            spaces=tuple(from_gym(s, f"{typename}_f{i}") for i, s in enumerate(space.spaces)), names=names, typename=typename
+            spaces=tuple(from_gym(s, f"{typename}_f{i}") for i, s in enumerate(space.spaces)),
+            names=names,
+            typename=typename,
         )
-    raise ValueError(f"unsupported space {type(space).__name__}; rlfleet supports Box, Discrete, MultiDiscrete, Dict, Tuple")
+    raise ValueError(
+        f"unsupported space {type(space).__name__}; rlfleet supports Box, Discrete, MultiDiscrete, Dict, Tuple"
+    )

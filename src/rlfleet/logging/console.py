@@ -23,13 +23,18 @@ class ConsoleProgress:
         self.progress = None
         if self.live:
             self.progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[sps]:>8} sps"), TimeRemainingColumn(),
-                TextColumn("return {task.fields[ret]}"), TextColumn("eval {task.fields[eval]}"),
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[sps]:>8} sps"),
+                TimeRemainingColumn(),
+                TextColumn("return {task.fields[ret]}"),
+                TextColumn("eval {task.fields[eval]}"),
                 console=self.console,
             )
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_steps,
-                                               sps="-", ret="-", eval="-")
+            self.task = self.progress.add_task(
+                "train", total=total_steps, completed=start_steps, sps="-", ret="-", eval="-"
+            )
             self.progress.start()
 
     def update(self, steps: int, sps: float, ret: float | None, eval_ret: float | None) -> None:

@@ -23,8 +23,15 @@ class ProgressLogger:
         config: the resolved config, for W&B.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True, wandb: bool = False,
-                 wandb_mode: str = "offline", wandb_project: str = "rlfleet", config: dict | None = None):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        tensorboard: bool = True,
+        wandb: bool = False,
+        wandb_mode: str = "offline",
+        wandb_project: str = "rlfleet",
+        config: dict | None = None,
+    ):
         self.path = Path(run_dir) / "progress.csv"
         self.columns: list[str] = []
         if self.path.exists():

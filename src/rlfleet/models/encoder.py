@@ -39,7 +39,13 @@ class Encoder(nn.Module):
     anything else is flattened (Dict/Tuple fields concatenated) into an MLP.
     """
 
-    def __init__(self, observation_space: Space, hidden_sizes: Sequence[int], activation: str = "tanh", cnn_feature_size: int = 512):
+    def __init__(
+        self,
+        observation_space: Space,
+        hidden_sizes: Sequence[int],
+        activation: str = "tanh",
+        cnn_feature_size: int = 512,
+    ):
         super().__init__()
         self.image = is_image(observation_space)
         if self.image:

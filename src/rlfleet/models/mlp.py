@@ -26,7 +26,9 @@ class MLP(nn.Module):
         activation: one of ``tanh``, ``relu``, ``elu``, ``silu``.
     """
 
-    def __init__(self, input_size: int, hidden_sizes: Sequence[int], output_size: int | None = None, activation: str = "tanh"):
+    def __init__(
+        self, input_size: int, hidden_sizes: Sequence[int], output_size: int | None = None, activation: str = "tanh"
+    ):
         super().__init__()
         act = activation_class(activation)
         layers: list[nn.Module] = []

@@ -28,7 +28,11 @@ class _ActorCriticBase(nn.Module):
         shared = is_image(observation_space) if shared is None else shared
         self.shared = shared
         self.pi_encoder = Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
-        self.v_encoder = None if shared else Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
+        self.v_encoder = (
+            None
+            if shared
+            else Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
+        )
         orthogonal_init(self)
 
     def _features(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
@@ -62,7 +66,9 @@ class CategoricalActorCriticModel(_ActorCriticBase):
         orthogonal_init(self.pi_head, 0.01)
         orthogonal_init(self.v_head, 1.0)
 
-    def forward(self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         pi_features, v_features, (lead_dim, T, B) = self._features(observation)
         logits = self.pi_head(pi_features)
         value = self.v_head(v_features).squeeze(-1)
@@ -104,7 +110,9 @@ class GaussianActorCriticModel(_ActorCriticBase):
             self.log_std_head = None
             self.log_std = nn.Parameter(torch.full((dim,), float(init_log_std)))
 
-    def forward(self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         pi_features, v_features, (lead_dim, T, B) = self._features(observation)
         mean = self.mean_head(pi_features)
         log_std = self.log_std_head(pi_features) if self.log_std_head is not None else self.log_std.expand_as(mean)

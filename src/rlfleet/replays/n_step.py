@@ -17,7 +17,9 @@ from rlfleet.utils.buffers import buffer_from_example, map_buffer, torchify_buff
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
 ReplaySamples = namedarraytuple("ReplaySamples", ["agent_inputs", "action", "return_", "bootstrap_inputs", "discount"])
-_Stored = namedarraytuple("_Stored", ["observation", "action", "reward", "prev_action", "prev_reward", "terminated", "truncated"])
+_Stored = namedarraytuple(
+    "_Stored", ["observation", "action", "reward", "prev_action", "prev_reward", "terminated", "truncated"]
+)
 
 
 class NStepReplayBuffer:
@@ -49,9 +51,13 @@ class NStepReplayBuffer:
     def append(self, samples: Any) -> None:
         """Store a ``[T,B]`` sampler batch (numpy Samples)."""
         new = _Stored(
-            observation=samples.env.observation, action=samples.agent.action, reward=samples.env.reward,
-            prev_action=samples.agent.prev_action, prev_reward=samples.env.prev_reward,
-            terminated=samples.env.terminated, truncated=samples.env.truncated,
+            observation=samples.env.observation,
+            action=samples.agent.action,
+            reward=samples.env.reward,
+            prev_action=samples.agent.prev_action,
+            prev_reward=samples.env.prev_reward,
+            terminated=samples.env.terminated,
+            truncated=samples.env.truncated,
         )
         if self.buffer is None:
             self.buffer = buffer_from_example(new[0, 0], (self.T, self.B))
@@ -92,7 +98,7 @@ class NStepReplayBuffer:
         ended = done[m - 1, np.arange(batch_size)]
         terminated = ended & buf.terminated[last, b]
         truncated = ended & buf.truncated[last, b]
-        discount = np.where(terminated, 0.0, self.gamma ** m)
+        discount = np.where(terminated, 0.0, self.gamma**m)
 
         boot_t = (t + m) % self.T
         boot_obs = buf.observation[boot_t, b]
@@ -100,15 +106,20 @@ class NStepReplayBuffer:
             boot_obs[i] = self.final_observation[int(last[i] * self.B + b[i])]
         bootstrap = AgentInputs(boot_obs, buf.action[last, b], buf.reward[last, b])
         current = AgentInputs(buf.observation[t, b], buf.prev_action[t, b], buf.prev_reward[t, b])
-        out = ReplaySamples(current, buf.action[t, b], return_.astype(np.float32), bootstrap, discount.astype(np.float32))
+        out = ReplaySamples(
+            current, buf.action[t, b], return_.astype(np.float32), bootstrap, discount.astype(np.float32)
+        )
         return torchify_buffer(out)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer, "t": self.t, "final_observation": self.final_observation,
-                "rng": self.rng.bit_generator.state}
+        return {
+            "buffer": self.buffer,
+            "t": self.t,
+            "final_observation": self.final_observation,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.buffer, self.t = state["buffer"], state["t"]
         self.final_observation = state["final_observation"]
         self.rng.bit_generator.state = state["rng"]
-

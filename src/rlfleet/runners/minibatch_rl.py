@@ -27,7 +27,12 @@ def _stats(prefix: str, values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     arr = np.asarray(values, dtype=np.float64)
-    return {f"{prefix}Average": arr.mean(), f"{prefix}Std": arr.std(), f"{prefix}Min": arr.min(), f"{prefix}Max": arr.max()}
+    return {
+        f"{prefix}Average": arr.mean(),
+        f"{prefix}Std": arr.std(),
+        f"{prefix}Min": arr.min(),
+        f"{prefix}Max": arr.max(),
+    }
 
 
 class MinibatchRl:
@@ -47,10 +52,19 @@ class MinibatchRl:
         config: the resolved config, stored in every checkpoint.
     """
 
-    def __init__(self, algo: Algorithm, agent: Agent, sampler: Sampler, n_steps: int, log_interval_steps: int,
-                 checkpoint_interval_steps: int = 0, logger: ProgressLogger | None = None,
-                 checkpointer: Checkpointer | None = None, console: ConsoleProgress | None = None,
-                 config: dict | None = None):
+    def __init__(
+        self,
+        algo: Algorithm,
+        agent: Agent,
+        sampler: Sampler,
+        n_steps: int,
+        log_interval_steps: int,
+        checkpoint_interval_steps: int = 0,
+        logger: ProgressLogger | None = None,
+        checkpointer: Checkpointer | None = None,
+        console: ConsoleProgress | None = None,
+        config: dict | None = None,
+    ):
         self.algo, self.agent, self.sampler = algo, agent, sampler
         self.n_steps = n_steps
         self.log_interval_steps = log_interval_steps
@@ -118,13 +132,20 @@ class MinibatchRl:
             self.last_eval = self.evaluate()
             self.cum_time += time.perf_counter() - eval_start
             row = self.log_row()
-        elif self.cum_steps // self.log_interval_steps > (self.cum_steps - self.sampler.batch_size) // self.log_interval_steps:
+        elif (
+            self.cum_steps // self.log_interval_steps
+            > (self.cum_steps - self.sampler.batch_size) // self.log_interval_steps
+        ):
             row = self.log_row()
         recent = self.traj_infos[-1]["Return"] if self.traj_infos else None
         sps = self.cum_steps / self.cum_time if self.cum_time else 0.0
         self.console.update(self.cum_steps, sps, recent, self.last_eval.get("EvalReturnAverage"))
         ckpt = self.checkpoint_interval_steps
-        if ckpt and self.cum_steps // ckpt > (self.cum_steps - self.sampler.batch_size) // ckpt and self.cum_steps < self.n_steps:
+        if (
+            ckpt
+            and self.cum_steps // ckpt > (self.cum_steps - self.sampler.batch_size) // ckpt
+            and self.cum_steps < self.n_steps
+        ):
             self.save_checkpoint()
         return row
 
@@ -177,9 +198,15 @@ class MinibatchRl:
     def state_dict(self) -> dict[str, Any]:
         return {
             "config": self.config,
-            "runner": {"itr": self.itr, "cum_steps": self.cum_steps, "cum_time": self.cum_time,
-                       "traj_infos": list(self.traj_infos), "last_log": self._last_log,
-                       "opt_infos": self.opt_infos, "new_trajs": self.new_trajs},
+            "runner": {
+                "itr": self.itr,
+                "cum_steps": self.cum_steps,
+                "cum_time": self.cum_time,
+                "traj_infos": list(self.traj_infos),
+                "last_log": self._last_log,
+                "opt_infos": self.opt_infos,
+                "new_trajs": self.new_trajs,
+            },
             "agent": self.agent.state_dict(),
             "algo": self.algo.state_dict(),
             "sampler": self.sampler.state_dict(),

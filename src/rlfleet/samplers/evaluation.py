@@ -77,8 +77,15 @@ class Evaluator:
         obs_normalizer: the training normaliser (used, never updated).
     """
 
-    def __init__(self, env_factory: Callable[[], GymEnv], n_envs: int, n_episodes: int, seed: int,
-                 obs_normalizer: ObservationNormalizer | None = None, discount: float = 0.99):
+    def __init__(
+        self,
+        env_factory: Callable[[], GymEnv],
+        n_envs: int,
+        n_episodes: int,
+        seed: int,
+        obs_normalizer: ObservationNormalizer | None = None,
+        discount: float = 0.99,
+    ):
         self.envs = [env_factory() for _ in range(min(n_envs, n_episodes))]
         self.n_episodes = n_episodes
         self.seed = seed

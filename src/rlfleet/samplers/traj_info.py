@@ -31,4 +31,9 @@ class TrajInfo:
                 self.env_info[key] = float(value)
 
     def completed(self) -> dict[str, float]:
-        return {"Return": self.Return, "Length": self.Length, "DiscountedReturn": self.DiscountedReturn, **self.env_info}
+        return {
+            "Return": self.Return,
+            "Length": self.Length,
+            "DiscountedReturn": self.DiscountedReturn,
+            **self.env_info,
+        }

@@ -33,9 +33,7 @@ def _getitem(self, loc):
             try:
                 field[loc]
             except (IndexError, TypeError, KeyError) as field_err:
-                raise type(field_err)(
-                    f"{type(self).__name__}.{name}: cannot index with {loc!r}: {field_err}"
-                ) from None
+                raise type(field_err)(f"{type(self).__name__}.{name}: cannot index with {loc!r}: {field_err}") from None
         raise err
 
 

@@ -82,14 +82,16 @@ class PPO(PolicyGradientAlgorithm):
         def flat(*buffers):  # [T,B,...] -> [T*B,...]
             return [map_buffer(lambda a: a.reshape(-1, *a.shape[2:]), b) for b in buffers]
 
-        observation, prev_action, prev_reward, action = flat(s.env.observation, s.agent.prev_action, s.env.prev_reward, s.agent.action)
+        observation, prev_action, prev_reward, action = flat(
+            s.env.observation, s.agent.prev_action, s.env.prev_reward, s.agent.action
+        )
         advantage, return_, old_value, old_log_prob = flat(advantage, return_, old_value, old_log_prob)
         n = advantage.shape[0]
         stats: dict[str, list[torch.Tensor]] = defaultdict(list)
         for _ in range(c.epochs):
             permutation = torch.randperm(n, generator=self.generator)
             for start in range(0, n, c.minibatch_size):
-                idx = permutation[start:start + c.minibatch_size]
+                idx = permutation[start : start + c.minibatch_size]
                 adv = advantage[idx]
                 if c.normalize_advantage and len(idx) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -118,15 +120,25 @@ class PPO(PolicyGradientAlgorithm):
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's low-variance KL estimator
                     clip_fraction = ((ratio - 1).abs() > clip).float().mean()
-                for key, value_ in (("loss", loss), ("pi_loss", pi_loss), ("value_loss", value_loss),
-                                    ("entropy", entropy), ("grad_norm", grad_norm), ("approx_kl", approx_kl),
-                                    ("clip_fraction", clip_fraction)):
+                for key, value_ in (
+                    ("loss", loss),
+                    ("pi_loss", pi_loss),
+                    ("value_loss", value_loss),
+                    ("entropy", entropy),
+                    ("grad_norm", grad_norm),
+                    ("approx_kl", approx_kl),
+                    ("clip_fraction", clip_fraction),
+                ):
                     stats[key].append(value_.detach())
             if c.target_kl > 0 and stats["approx_kl"][-1].item() > c.target_kl:
                 break
         explained_var = 1 - (return_ - old_value).var() / (return_.var() + 1e-8)
-        return {**{k: torch.stack(v).mean().item() for k, v in stats.items()}, "explained_variance": explained_var.item(),
-                "lr": lr, "clip_range": clip}
+        return {
+            **{k: torch.stack(v).mean().item() for k, v in stats.items()},
+            "explained_variance": explained_var.item(),
+            "lr": lr,
+            "clip_range": clip,
+        }
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.get_state()}

@@ -11,8 +11,13 @@ from __future__ import annotations
 import torch
 
 
-def next_values(value: torch.Tensor, bootstrap_value: torch.Tensor, terminated: torch.Tensor,
-                truncated: torch.Tensor, truncated_value: torch.Tensor) -> torch.Tensor:
+def next_values(
+    value: torch.Tensor,
+    bootstrap_value: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    truncated_value: torch.Tensor,
+) -> torch.Tensor:
     """``[T,B]`` value of the next state: ``value[t+1]`` (``bootstrap_value [B]`` after the last
     step), ``truncated_value[t]`` where truncated, 0 where terminated."""
     nxt = torch.cat([value[1:], bootstrap_value.unsqueeze(0)], dim=0)
@@ -20,8 +25,14 @@ def next_values(value: torch.Tensor, bootstrap_value: torch.Tensor, terminated: 
     return nxt * (~terminated)
 
 
-def generalized_advantage_estimation(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor,
-                                     done: torch.Tensor, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+def generalized_advantage_estimation(
+    reward: torch.Tensor,
+    value: torch.Tensor,
+    next_value: torch.Tensor,
+    done: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE (Schulman et al. 2016): ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``,
     ``A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}``. Returns ``(advantage, return_)``
     with ``return_ = advantage + value`` (the lambda-return value target). ``gae_lambda=1``
