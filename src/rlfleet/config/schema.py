@@ -17,7 +17,8 @@ class SamplerConfig:
             shared memory; one batched forward pass in this process).
         batch_T: time steps per batch.
         batch_B: envs (the batch width B).
-        n_workers: worker processes for ``parallel`` (default: one per core, at most B).
+        n_workers: env slices stepped at once for ``parallel``, this process's own slice
+            included (default: one per core, at most B).
     """
 
     kind: str = "serial"

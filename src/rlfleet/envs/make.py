@@ -4,6 +4,7 @@ MinAtar ``MinAtar/...``) or a user class/factory given by import path (``pkg.mod
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,21 +65,30 @@ class EnvConfig:
     atari: AtariOptions = field(default_factory=AtariOptions)
 
 
-_EXTRA_REGISTERED = False
+def register_extra_envs(env_id: str | None = None) -> None:
+    """Register Atari (ale-py) and MinAtar ids with Gymnasium when those packages exist.
+
+    With ``env_id``, only the package that id needs is imported (MinAtar pulls in seaborn and
+    scipy, about a second, which worker processes should not pay for Atari or classic envs).
+    """
+    if env_id is None or env_id.startswith("ALE/"):
+        _register_ale()
+    if env_id is None or env_id.startswith("MinAtar/"):
+        _register_minatar()
 
 
-def register_extra_envs() -> None:
-    """Register Atari (ale-py) and MinAtar ids with Gymnasium when those packages exist."""
-    global _EXTRA_REGISTERED
-    if _EXTRA_REGISTERED:
-        return
-    _EXTRA_REGISTERED = True
+@functools.cache
+def _register_ale() -> None:
     try:
         import ale_py
 
         gym.register_envs(ale_py)
     except ImportError:
         pass
+
+
+@functools.cache
+def _register_minatar() -> None:
     try:
         from minatar.gym import register_envs
 
@@ -92,9 +102,10 @@ def check_env_id(env_id: str) -> None:
     if looks_like_import_path(env_id):
         import_object(env_id, what="env")
         return
-    register_extra_envs()
+    register_extra_envs(env_id)
     if env_id in gym.registry:
         return
+    register_extra_envs()
     hint = ""
     if env_id.startswith("ALE/"):
         try:

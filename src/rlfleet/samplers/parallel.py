@@ -1,10 +1,19 @@
-"""Parallel stepper: B envs split over worker processes that write into shared memory.
+"""Parallel stepper: B envs split into contiguous slices stepped at the same time, one slice in
+this (the main) process and one in each worker process, all writing into shared memory.
 
-Worker ``w`` owns the contiguous env slice ``[start_w, stop_w)`` and runs an `EnvGroup` over
-that slice of the shared ``[B, ...]`` `StepBuffers`. Per step the main process writes the
-``[B, ...]`` actions into a shared action buffer, posts each worker's *go* semaphore and waits
-on each worker's *done* semaphore. Rare commands (reset, pop_completed, state_dict, ...) travel
+Slice ``k`` holds envs ``[start_k, stop_k)``; each slice is an `EnvGroup` over its rows of the
+shared ``[B, ...]`` `StepBuffers`. Per step the main process writes the ``[B, ...]`` actions into a
+shared action buffer, posts each worker's *go* semaphore, steps slice 0 itself, then waits on
+each worker's *done* semaphore. Rare commands (reset, pop_completed, state_dict, ...) travel
 through one pipe per worker.
+
+Why the main process steps a slice, and why waits spin briefly before blocking: on a 2-core VM
+(LunarLander-v3, 8 envs) waking a process that sleeps on another core costs tens of
+microseconds, a large part of a ~300 us step. Measured there: main + 1 worker with
+spin-then-block waits about 28k steps/s, with blocking waits about 22k; 2 workers and a
+blocking main process about 16k; the serial stepper about 21k. Spinning calls ``sched_yield``
+so that it stays cheap when other work competes for the cores (without it, spinning was
+several times slower than blocking there).
 """
 
 from __future__ import annotations
@@ -16,25 +25,24 @@ import sys
 import time
 import traceback
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from rlfleet.samplers.env_group import EnvGroup, StepBuffers, step_buffers_from_env
 from rlfleet.samplers.steppers import EnvFactory
-from rlfleet.utils.buffers import map_buffer
+from rlfleet.utils.buffers import buffer_from_example, map_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
 _STEP, _CALL, _CLOSE = 0, 1, 2
-_ALIGN = 64
-_POLL_S = 0.5
-SPIN_GO_S = float(os.environ.get("RLF_SPIN_GO", "0"))
-SPIN_DONE_S = float(os.environ.get("RLF_SPIN_DONE", "0"))
-YIELD = bool(int(os.environ.get("RLF_YIELD", "0")))
+_ALIGN = 64  # byte alignment of each array in the shared block
+_SPIN_S = 0.0005  # spin this long on a semaphore before blocking
+_POLL_S = 0.5  # while blocked, check this often that the other side is still alive
 
-SharedBlock = namedarraytuple("SharedBlock", ["step", "action", "error", "command"])
+_SharedBlock = namedarraytuple("SharedBlock", ["step", "action", "error", "command"])
 
 
 class ParallelWorkerError(RuntimeError):
@@ -64,20 +72,23 @@ def _layout(example: Any) -> tuple[Any, int]:
 
 
 def _views(specs: Any, raw: Any) -> Any:
-    """numpy views of ``raw`` (a shared ctypes array) following ``specs``."""
+    """numpy views of ``raw`` (a shared ctypes byte array) following ``specs``."""
     base = np.frombuffer(raw, dtype=np.uint8)
     return map_buffer(lambda s: np.ndarray(s.shape, np.dtype(s.dtype), buffer=base, offset=s.offset), specs)
 
 
-def _acquire_spin(sem: Any, spin_s: float) -> bool:
-    if spin_s > 0:
-        deadline = time.perf_counter() + spin_s
-        while time.perf_counter() < deadline:
-            if sem.acquire(False):
-                return True
-            if YIELD:
-                os.sched_yield()
-    return sem.acquire(timeout=_POLL_S)
+def _acquire(sem: Any, still_waiting: Callable[[], bool]) -> bool:
+    """Acquire ``sem``: spin (yielding the CPU) for up to `_SPIN_S`, then block. While blocked,
+    ``still_waiting()`` is asked every `_POLL_S`; returns False (not acquired) once it says no."""
+    deadline = time.perf_counter() + _SPIN_S
+    while not sem.acquire(False):
+        if time.perf_counter() > deadline:
+            while not sem.acquire(timeout=_POLL_S):
+                if not still_waiting():
+                    return False
+            break
+        os.sched_yield()
+    return True
 
 
 def _worker(
@@ -92,8 +103,8 @@ def _worker(
     conn: Connection,
     parent_pid: int,
 ) -> None:
-    """Worker loop: build the slice's envs, then serve step / call / close commands."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and closes us
+    """Worker process: build the envs of ``env_slice``, then serve commands until told to close."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (it closes us)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     start, stop = env_slice
@@ -102,21 +113,43 @@ def _worker(
         group = EnvGroup([env_factory() for _ in range(start, stop)], shared.step[start:stop], discount)
     except Exception:  # noqa: BLE001 - reported to the main process
         conn.send(("error", traceback.format_exc()))
-        return
-    conn.send(("ok", None))
-    actions, command, error = shared.action[start:stop], shared.command, shared.error
-    while True:
-        if not _acquire_spin(go, SPIN_GO_S):
-            if os.getppid() != parent_pid:  # orphaned: the main process died without closing us
-                break
-            continue
+    else:
+        conn.send(("ok", None))
+        _serve(index, group, shared.action[start:stop], shared, go, done, conn, parent_pid)
+        for env in group.envs:
+            env.close()
+    conn.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip the interpreter teardown (about a second with torch loaded)
+
+
+def _serve(
+    index: int,
+    group: EnvGroup,
+    actions: np.ndarray,
+    shared: Any,
+    go: Any,
+    done: Any,
+    conn: Connection,
+    parent_pid: int,
+) -> None:
+    """On each *go*: step the group with ``actions`` (this worker's ``[n, ...]`` rows of the
+    shared action buffer) and post *done*, or run the `EnvGroup` method sent through ``conn``
+    and reply there, or return (close, or the main process is gone)."""
+    command, error = shared.command, shared.error
+
+    def parent_alive() -> bool:
+        return os.getppid() == parent_pid
+
+    while _acquire(go, parent_alive):
         cmd = command[0]
         if cmd == _STEP:
             try:
                 group.step(actions)
             except Exception:  # noqa: BLE001 - reported to the main process
                 error[index] = 1
-                conn.send(traceback.format_exc())
+                conn.send(("error", traceback.format_exc()))
             done.release()
         elif cmd == _CALL:
             method, args = conn.recv()
@@ -125,14 +158,13 @@ def _worker(
             except Exception:  # noqa: BLE001 - reported to the main process
                 conn.send(("error", traceback.format_exc()))
         else:
-            break
-    for env in group.envs:
-        env.close()
-    conn.close()
+            return
 
 
-def _shutdown(processes: list[Any], command: np.ndarray, gos: list[Any], conns: list[Connection]) -> None:
-    """Ask workers to exit, then terminate stragglers. Safe to call more than once."""
+def _shutdown(
+    group: EnvGroup, processes: list[Any], command: np.ndarray, gos: list[Any], conns: list[Connection]
+) -> None:
+    """Ask the workers to exit (terminating stragglers) and close this process's envs."""
     command[0] = _CLOSE
     for proc, go in zip(processes, gos):
         if proc.is_alive():
@@ -144,116 +176,142 @@ def _shutdown(processes: list[Any], command: np.ndarray, gos: list[Any], conns: 
             proc.join()
     for conn in conns:
         conn.close()
+    for env in group.envs:
+        env.close()
 
 
 class ParallelStepper:
-    """Steps B envs in worker processes (``spawn``); drop-in replacement for `SerialStepper`.
+    """Steps B envs in ``n_workers`` slices at once: slice 0 in this process, the others in
+    worker processes (``spawn``). A drop-in replacement for `SerialStepper`.
 
     Args:
-        env_factory: picklable ``f() -> GymEnv`` (called once here to read the spaces, then
-            in the workers).
+        env_factory: picklable ``f() -> GymEnv``.
         n_envs: B.
         discount: for trajectory statistics.
-        n_workers: worker processes (default ``min(n_envs, os.cpu_count())``); worker ``w``
-            steps a contiguous slice of about ``B / n_workers`` envs.
+        n_workers: env slices stepped at the same time, this process's included (so
+            ``n_workers - 1`` worker processes); default ``min(n_envs, os.cpu_count())``.
 
     Attributes:
-        buffers: ``[B, ...]`` StepBuffers in shared memory, written by the workers.
+        buffers: ``[B, ...]`` StepBuffers in shared memory.
         env_spaces: the envs' spaces.
         n_envs: B.
     """
 
     def __init__(self, env_factory: EnvFactory, n_envs: int, discount: float = 0.99, n_workers: int | None = None):
         n_workers = min(n_envs, n_workers or os.cpu_count() or 1)
-        probe = env_factory()
-        self.env_spaces = probe.spaces
+        bounds = np.linspace(0, n_envs, n_workers + 1).round().astype(int)
+        self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        local_envs = [env_factory() for _ in range(*self._slices[0])]
+        self.env_spaces = local_envs[0].spaces
         self.n_envs = n_envs
-        example = SharedBlock(
-            step=step_buffers_from_env(probe, n_envs),
-            action=np.zeros((n_envs,) + self.env_spaces.action.shape, self.env_spaces.action.dtype),
-            error=np.zeros(n_workers, np.uint8),
+        example = _SharedBlock(
+            step=step_buffers_from_env(local_envs[0], n_envs),
+            action=buffer_from_example(self.env_spaces.action.null_value(), n_envs),
+            error=np.zeros(n_workers - 1, np.uint8),
             command=np.zeros(1, np.int32),
         )
-        probe.close()
         specs, nbytes = _layout(example)
         ctx = mp.get_context("spawn")
         raw = ctx.RawArray("B", nbytes)
         shared = _views(specs, raw)
         self.buffers: StepBuffers = shared.step
         self._actions, self._error, self._command = shared.action, shared.error, shared.command
-        bounds = np.linspace(0, n_envs, n_workers + 1).round().astype(int)
-        self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        self._gos = [ctx.Semaphore(0) for _ in self._slices]
-        self._dones = [ctx.Semaphore(0) for _ in self._slices]
+        start, stop = self._slices[0]
+        self._group = EnvGroup(local_envs, self.buffers[start:stop], discount)
+        self._local_actions = self._actions[start:stop]
+        self._gos = [ctx.Semaphore(0) for _ in self._slices[1:]]
+        self._dones = [ctx.Semaphore(0) for _ in self._slices[1:]]
         self._conns: list[Connection] = []
-        self._processes = []
-        for w, env_slice in enumerate(self._slices):
-            parent_conn, child_conn = ctx.Pipe()
-            proc = ctx.Process(
-                target=_worker,
-                args=(w, env_factory, env_slice, discount, raw, specs, self._gos[w], self._dones[w], child_conn, os.getpid()),
-                name=f"rlfleet-sampler-{w}",
-                daemon=True,
-            )
-            proc.start()
-            child_conn.close()
-            self._conns.append(parent_conn)
-            self._processes.append(proc)
-        self._finalizer = weakref.finalize(self, _shutdown, self._processes, self._command, self._gos, self._conns)
+        self._processes: list[Any] = []
+        # Registered before any worker starts; also runs at interpreter exit.
+        self._finalizer = weakref.finalize(
+            self, _shutdown, self._group, self._processes, self._command, self._gos, self._conns
+        )
         try:
-            for w in range(n_workers):
-                self._receive(w)
+            for w, env_slice in enumerate(self._slices[1:]):
+                parent_conn, child_conn = ctx.Pipe()
+                args = (w, env_factory, env_slice, discount, raw, specs, self._gos[w], self._dones[w], child_conn)
+                proc = ctx.Process(target=_worker, args=(*args, os.getpid()), name=f"rlfleet-sampler-{w}", daemon=True)
+                proc.start()
+                child_conn.close()
+                self._conns.append(parent_conn)
+                self._processes.append(proc)
+            for w in range(len(self._processes)):
+                status, message = self._reply(w)
+                if status == "error":
+                    raise self._failure(w, message)
         except BaseException:
             self.close()
             raise
 
     @property
     def n_workers(self) -> int:
-        return len(self._processes)
+        """Env slices stepped at the same time (this process and the worker processes)."""
+        return len(self._slices)
 
     def _check_open(self) -> None:
         if not self._finalizer.alive:
             raise RuntimeError("ParallelStepper is closed")
 
-    def _dead(self, w: int) -> ParallelWorkerError:
-        proc = self._processes[w]
-        return ParallelWorkerError(f"sampler worker {w} (envs {self._slices[w]}) died with exit code {proc.exitcode}")
+    def _failure(self, w: int, message: str) -> ParallelWorkerError:
+        return ParallelWorkerError(f"sampler worker {w} (envs {self._slices[w + 1]}) failed:\n{message}")
 
-    def _receive(self, w: int) -> Any:
-        """The next ``("ok", value)`` reply of worker ``w``; raises on an error reply or death."""
+    def _died(self, w: int) -> ParallelWorkerError:
+        """Close this stepper (a worker is gone) and return the error to raise."""
+        self.close()
+        exitcode = self._processes[w].exitcode
+        return ParallelWorkerError(f"sampler worker {w} (envs {self._slices[w + 1]}) died with exit code {exitcode}")
+
+    def _reply(self, w: int) -> tuple[str, Any]:
+        """The next ``(status, value)`` message of worker ``w``; raises if the worker died."""
         conn = self._conns[w]
         while not conn.poll(_POLL_S):
             if not self._processes[w].is_alive():
-                raise self._dead(w)
+                raise self._died(w)
         try:
-            status, value = conn.recv()
+            return conn.recv()
         except EOFError:
-            raise self._dead(w) from None
-        if status == "error":
-            raise ParallelWorkerError(f"sampler worker {w} (envs {self._slices[w]}) failed:\n{value}")
-        return value
+            raise self._died(w) from None
 
-    def _call(self, method: str, args_per_worker: Sequence[tuple]) -> list[Any]:
-        """Run ``EnvGroup.method(*args)`` in every worker; returns the results in worker order."""
+    def _wait_workers(self) -> None:
+        """Wait for every worker's *done*; raise the errors they reported."""
+        try:
+            for w, (done, proc) in enumerate(zip(self._dones, self._processes)):
+                if not _acquire(done, proc.is_alive):
+                    raise self._died(w)
+        except BaseException:
+            self.close()  # interrupted half-way: workers and semaphores are out of step
+            raise
+        if self._error.any():
+            failed = [int(w) for w in np.flatnonzero(self._error)]
+            self._error[:] = 0
+            errors = [self._failure(w, self._reply(w)[1]) for w in failed]
+            raise errors[0] if len(errors) == 1 else ParallelWorkerError("\n".join(map(str, errors)))
+
+    def _call(self, method: str, args: Sequence[tuple]) -> list[Any]:
+        """``EnvGroup.method(*args[k])`` for every slice ``k``; returns the results in slice order."""
         self._check_open()
+        local_error = None
         try:
             self._command[0] = _CALL
-            for conn, go, args in zip(self._conns, self._gos, args_per_worker):
-                conn.send((method, args))
+            for conn, go, worker_args in zip(self._conns, self._gos, args[1:]):
+                conn.send((method, worker_args))
                 go.release()
-            results, first_error = [], None
-            for w in range(self.n_workers):
-                try:
-                    results.append(self._receive(w))
-                except ParallelWorkerError as err:
-                    first_error = first_error or err
+            try:
+                local = getattr(self._group, method)(*args[0])
+            except Exception as err:  # noqa: BLE001 - raised below, once the workers have replied
+                local, local_error = None, err
+            replies = [self._reply(w) for w in range(len(self._processes))]
             self._command[0] = _STEP
         except BaseException:
-            self.close()
+            self.close()  # interrupted half-way: workers and pipes are out of step
             raise
-        if first_error is not None:
-            raise first_error
-        return results
+        if local_error is not None:
+            raise local_error
+        for w, (status, value) in enumerate(replies):
+            if status == "error":
+                raise self._failure(w, value)
+        return [local] + [value for _, value in replies]
 
     def reset(self, seeds: Sequence[int | None]) -> None:
         """Reset every env (env ``b`` with ``seeds[b]``); observations land in ``buffers``."""
@@ -263,41 +321,28 @@ class ParallelStepper:
         """Step every env with ``actions`` ``[B, ...]``; results land in ``buffers``."""
         self._check_open()
         self._actions[:] = actions
+        for go in self._gos:
+            go.release()
         try:
-            for go in self._gos:
-                go.release()
-            for w, done in enumerate(self._dones):
-                while not _acquire_spin(done, SPIN_DONE_S):
-                    if not self._processes[w].is_alive():
-                        raise self._dead(w)
-        except BaseException:
-            self.close()
-            raise
-        if self._error.any():
-            self._raise_step_error()
-
-    def _raise_step_error(self) -> None:
-        messages = []
-        for w in np.flatnonzero(self._error):
-            messages.append(f"sampler worker {w} (envs {self._slices[w]}) failed:\n{self._conns[w].recv()}")
-        self._error[:] = 0
-        raise ParallelWorkerError("\n".join(messages))
+            self._group.step(self._local_actions)
+        finally:
+            self._wait_workers()
 
     def pop_completed(self) -> list[dict[str, float]]:
-        """Trajectories completed since the last call: worker order, then completion order."""
+        """Trajectories completed since the last call, in slice order, then completion order."""
         return [traj for completed in self._call("pop_completed", [()] * self.n_workers) for traj in completed]
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"slices": [(start, stop)], "workers": [EnvGroup.state_dict() per worker]}``."""
-        return {"slices": list(self._slices), "workers": self._call("state_dict", [()] * self.n_workers)}
+        """``{"slices": [(start, stop)], "groups": [EnvGroup.state_dict() per slice]}``."""
+        return {"slices": list(self._slices), "groups": self._call("state_dict", [()] * self.n_workers)}
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:
-        """Restore every worker's envs; True only if all were restored exactly (envs that
-        cannot be pickled are reset instead). The env split must match this stepper's."""
+        """Restore every slice's envs; True only if all were restored exactly (envs that
+        cannot be pickled are reset instead). The env slices must match this stepper's."""
         if [tuple(s) for s in state["slices"]] != self._slices:
             raise ValueError(f"state was saved with env slices {state['slices']}, this stepper has {self._slices}")
-        return all(self._call("load_state_dict", [(s,) for s in state["workers"]]))
+        return all(self._call("load_state_dict", [(group,) for group in state["groups"]]))
 
     def close(self) -> None:
-        """Stop the workers (closing their envs); idempotent."""
+        """Stop the workers and close every env; idempotent."""
         self._finalizer()
