@@ -9,10 +9,14 @@ from rlfleet.agents.base import Agent, AgentStep
 from rlfleet.distributions import Categorical, DistInfo, DistInfoStd, Gaussian
 from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
-from rlfleet.utils.buffers import buffer_method
+from rlfleet.utils.buffers import map_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
 AgentInfo = namedarraytuple("AgentInfo", ["dist_info", "value"])
+
+
+def _detached_cpu(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().cpu()
 
 
 class _PgAgent(Agent):
@@ -37,7 +41,7 @@ class _PgAgent(Agent):
         agent_info = AgentInfo(dist_info=dist_info, value=value)
         # detach: views of parameters (e.g. a state-independent log-std expanded to the batch)
         # keep requires_grad even under no_grad
-        return AgentStep(action=action.cpu(), agent_info=buffer_method(buffer_method(agent_info, "detach"), "cpu"))
+        return AgentStep(action=action.cpu(), agent_info=map_buffer(_detached_cpu, agent_info))
 
     @torch.no_grad()
     def value(self, observation, prev_action, prev_reward) -> torch.Tensor:

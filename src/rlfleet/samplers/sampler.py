@@ -78,8 +78,8 @@ class Sampler:
         self.stepper.reset([seed + b for b in range(self.batch_B)])
         B = self.batch_B
         action_space = self.env_spaces.action
-        self.prev_action = torch.from_numpy(buffer_from_example(action_space.null_value(), (B,)))
-        self.prev_reward = torch.zeros(B)
+        self._prev_action = buffer_from_example(action_space.null_value(), (B,))
+        self._prev_reward = np.zeros(B, np.float32)
         observation = self._observation(update=False)
         rng_state = agent.generator.get_state()
         example = agent.step(observation, self.prev_action, self.prev_reward)
@@ -110,19 +110,24 @@ class Sampler:
     def obtain_samples(self) -> SamplerBatch:
         agent, stepper, samples, tsamples = self.agent, self.stepper, self.samples, self.torch_samples
         step_buf = stepper.buffers
+        # Per-step bookkeeping stays in numpy (cheaper than torch for [B] arrays); the agent
+        # reads torch views of the same memory.
+        prev_action, prev_reward = self._prev_action, self._prev_reward
+        prev_action_t, prev_reward_t = torch.from_numpy(prev_action), torch.from_numpy(prev_reward)
+        not_done_shape = (-1,) + (1,) * (prev_action.ndim - 1)
         for t in range(self.batch_T):
             samples.env.observation[t] = self._observation(update=True)
-            tsamples.agent.prev_action[t] = self.prev_action
-            tsamples.env.prev_reward[t] = self.prev_reward
-            agent_step = agent.step(tsamples.env.observation[t], self.prev_action, self.prev_reward)
-            tsamples.agent.action[t] = agent_step.action
-            tsamples.agent.agent_info[t] = agent_step.agent_info
-            stepper.step(samples.agent.action[t])
+            samples.agent.prev_action[t] = prev_action
+            samples.env.prev_reward[t] = prev_reward
+            agent_step = agent.step(tsamples.env.observation[t], prev_action_t, prev_reward_t)
+            tsamples.agent[t] = AgentSamples(agent_step.action, None, agent_step.agent_info)
+            action = samples.agent.action[t]
+            stepper.step(action)
             terminated, truncated = step_buf.terminated, step_buf.truncated
-            done = terminated | truncated
+            not_done = ~(terminated | truncated)
             reward = step_buf.reward
             if self.reward_normalizer is not None:
-                reward = self.reward_normalizer(reward, done)
+                reward = self.reward_normalizer(reward, ~not_done)
             samples.env.reward[t] = reward
             samples.env.terminated[t] = terminated
             samples.env.truncated[t] = truncated
@@ -131,12 +136,21 @@ class Sampler:
                 if self.obs_normalizer is not None:
                     final = self.obs_normalizer(final, update=False)
                 samples.env.final_observation[t][truncated] = final
-            not_done = torch.from_numpy(~done)
-            self.prev_action = agent_step.action * not_done.view(-1, *([1] * (agent_step.action.dim() - 1)))
-            self.prev_reward = torch.from_numpy(samples.env.reward[t]) * not_done
+            np.multiply(action, not_done.reshape(not_done_shape), out=prev_action, casting="unsafe")
+            np.multiply(samples.env.reward[t], not_done, out=prev_reward)
         last_obs = map_buffer(np.copy, self._observation(update=False))
-        last = AgentInputs(torchify_buffer(last_obs), self.prev_action.clone(), self.prev_reward.clone())
+        last = AgentInputs(torchify_buffer(last_obs), torch.tensor(prev_action), torch.tensor(prev_reward))
         return SamplerBatch(samples, self.torch_samples, last, stepper.pop_completed())
+
+    @property
+    def prev_action(self) -> torch.Tensor:
+        """``[B, ...]`` action before the current observation (zero after an episode start)."""
+        return torch.from_numpy(self._prev_action)
+
+    @property
+    def prev_reward(self) -> torch.Tensor:
+        """``[B]`` reward before the current observation (zero after an episode start)."""
+        return torch.from_numpy(self._prev_reward)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -153,11 +167,11 @@ class Sampler:
         exact = self.stepper.load_state_dict(state["stepper"])
         if exact:
             self.stepper.buffers.observation[:] = state["observation"]
-            self.prev_action = state["prev_action"]
-            self.prev_reward = state["prev_reward"]
+            self._prev_action[:] = state["prev_action"].numpy()
+            self._prev_reward[:] = state["prev_reward"].numpy()
         else:
-            self.prev_action = torch.zeros_like(self.prev_action)
-            self.prev_reward = torch.zeros_like(self.prev_reward)
+            self._prev_action[:] = 0
+            self._prev_reward[:] = 0
         if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         if self.reward_normalizer is not None:
