@@ -59,9 +59,18 @@ def test_vanilla_dqn_target_and_huber():
 
 
 def test_dqn_options_train(tmp_path):
-    overrides = ["runner.n_steps=3072", "runner.eval_interval_steps=0", "runner.log_interval_steps=1024",
-                 "logger.console=false", "logger.tensorboard=false", "model.dueling=true", "algo.n_step=3",
-                 "algo.target_tau=0.01", "algo.loss=mse", "algo.learning_starts=512"]
+    overrides = [
+        "runner.n_steps=3072",
+        "runner.eval_interval_steps=0",
+        "runner.log_interval_steps=1024",
+        "logger.console=false",
+        "logger.tensorboard=false",
+        "model.dueling=true",
+        "algo.n_step=3",
+        "algo.target_tau=0.01",
+        "algo.loss=mse",
+        "algo.learning_starts=512",
+    ]
     run_dir, row = train("dqn", "CartPole-v1", overrides, seed=0, name="o", root=tmp_path)
     state = torch.load(next((run_dir / "checkpoints").glob("*.pt")), weights_only=False)
     keys = state["agent"]["model"]
