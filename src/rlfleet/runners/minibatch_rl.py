@@ -78,7 +78,8 @@ class MinibatchRl:
         self.traj_infos: deque[dict[str, float]] = deque(maxlen=100)
         self.new_trajs = 0
         self.opt_infos: dict[str, list[float]] = {}
-        self.last_eval: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}  # evaluation not yet written to a progress row
+        self.latest_eval_return: float | None = None  # for the console
         self._interrupted = False
         self._last_log = (0, 0.0, 0)  # steps, time, updates at the previous log row
         self.on_log: Callable[[dict[str, float]], None] | None = None
@@ -139,7 +140,7 @@ class MinibatchRl:
             row = self.log_row()
         recent = self.traj_infos[-1]["Return"] if self.traj_infos else None
         sps = self.cum_steps / self.cum_time if self.cum_time else 0.0
-        self.console.update(self.cum_steps, sps, recent, self.last_eval.get("EvalReturnAverage"))
+        self.console.update(self.cum_steps, sps, recent, self.latest_eval_return)
         ckpt = self.checkpoint_interval_steps
         if (
             ckpt
@@ -169,6 +170,7 @@ class MinibatchRl:
         for key in extra:
             row[f"{key}Average"] = float(np.mean([t[key] for t in trajs if key in t]))
         row.update(self.last_eval)
+        self.latest_eval_return = self.last_eval.get("EvalReturnAverage", self.latest_eval_return)
         for key, values in self.opt_infos.items():
             finite = [v for v in values if math.isfinite(v)]
             if finite:
