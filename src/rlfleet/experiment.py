@@ -104,15 +104,13 @@ def build_experiment(
 
     env_factory = functools.partial(make_env, config.env, training=True)
     s = config.sampler
+    gamma = getattr(config.algo, "gamma", 0.99)
     if s.kind == "parallel":
         from rlfleet.samplers.parallel import ParallelStepper
 
-        stepper = ParallelStepper(
-            env_factory, s.batch_B, discount=getattr(config.algo, "gamma", 0.99), n_workers=s.n_workers
-        )
+        stepper = ParallelStepper(env_factory, s.batch_B, discount=gamma, n_workers=s.n_workers)
     else:
-        stepper = SerialStepper(env_factory, s.batch_B, discount=getattr(config.algo, "gamma", 0.99))
-    gamma = getattr(config.algo, "gamma", 0.99)
+        stepper = SerialStepper(env_factory, s.batch_B, discount=gamma)
     obs_space = env_spaces.observation
     obs_norm = None
     if config.env.normalize_obs:
