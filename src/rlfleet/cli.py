@@ -1,4 +1,4 @@
-"""``rlfleet`` command line: train, eval, list.
+"""``rlfleet`` command line: train, eval, list, bench, plot.
 
 Every user error (unknown algorithm, env or key; wrong type; bad checkpoint) prints one line
 ``rlfleet: error: ...`` and exits with status 2; Ctrl-C during training writes a checkpoint
@@ -35,6 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the latest)")
 
     sub.add_parser("list", help="list algorithms, presets and env suites")
+
+    bench = sub.add_parser("bench", help="run a learning benchmark suite and write its report")
+    bench.add_argument("suite", help="suite name (benchmarks/suites/NAME.yaml) or a YAML path")
+    bench.add_argument("--workers", type=int, default=1, help="training runs at a time")
+    bench.add_argument("--seeds", type=int, nargs="+", default=None, help="override every entry's seeds")
+    bench.add_argument("--runs-dir", default="runs/bench")
+    bench.add_argument("--out-dir", default="docs/benchmarks")
+
+    plot = sub.add_parser("plot", help="learning curves of run directories (seeds aggregated)")
+    plot.add_argument("run_dirs", nargs="+")
+    plot.add_argument("--x", choices=["steps", "time"], default="steps")
+    plot.add_argument("--y", default="EvalReturnAverage", help="a progress.csv column")
+    plot.add_argument("--out", default="plot.png")
     return parser
 
 
@@ -119,6 +132,27 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "bench":
+            from rlfleet.bench import find_suite, load_suite, run_suite
+
+            report = run_suite(
+                load_suite(find_suite(args.suite)),
+                workers=args.workers,
+                runs_root=args.runs_dir,
+                out_dir=args.out_dir,
+                seeds=args.seeds,
+            )
+            print(f"report: {report}")
+            return 0
+        if args.command == "plot":
+            from rlfleet.plotting import plot_runs
+
+            run_dirs = []  # a folder above runs stands for every run below it
+            for arg in args.run_dirs:
+                below = sorted(p.parent for p in Path(arg).rglob("progress.csv"))
+                run_dirs += [arg] if Path(arg, "progress.csv").exists() or not below else below
+            print(f"plot: {plot_runs(run_dirs, x=args.x, y=args.y, out=args.out)}")
+            return 0
         return _list()
     except RlfleetError as err:
         print(f"rlfleet: error: {err}", file=sys.stderr)

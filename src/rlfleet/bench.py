@@ -1,0 +1,209 @@
+"""``rlfleet bench SUITE``: learning benchmarks defined as data, reported as tables and plots.
+
+A suite (``benchmarks/suites/<name>.yaml``) lists entries; each names an algorithm, an env,
+optional config overrides (and a ``preset`` YAML file in place of the shipped preset), a step
+budget, seeds, the return threshold and the anchor it comes from. Every (entry, seed) is one
+training run in a fresh process; runs go ``workers`` at a time. The report
+``<out_dir>/<suite>.md`` gives per entry the median and spread of the final evaluation return
+over seeds, pass/fail (median final return >= threshold), the steps and wall time at which the
+median seed first reached the threshold, steps/second and peak memory, and links one PNG of
+learning curves per env.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlfleet.config.validate import build_dataclass
+from rlfleet.errors import ConfigError
+from rlfleet.utils.atomic import atomic_write
+
+
+@dataclass
+class Anchor:
+    """A published result to compare against: ``value`` and where it comes from."""
+
+    value: float
+    source: str
+
+
+@dataclass
+class BenchEntry:
+    """One algorithm on one env, run for several seeds."""
+
+    algorithm: str
+    env: str
+    steps: int
+    threshold: float
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    overrides: list[str] = field(default_factory=list)
+    preset: str | None = None
+    anchor: Anchor | None = None
+
+
+@dataclass
+class Suite:
+    name: str
+    entries: list[BenchEntry]
+    description: str = ""
+
+
+@dataclass
+class SeedResult:
+    """What one training run gave."""
+
+    run_dir: str
+    final_return: float
+    steps_to_threshold: int | None
+    time_to_threshold: float | None
+    steps_per_second: float
+    peak_memory_mb: float
+    wall_time: float
+
+
+def find_suite(name: str) -> Path:
+    """``name`` as a YAML path, else ``benchmarks/suites/<name>.yaml`` here or in the repository."""
+    candidates = [
+        Path(name),
+        Path("benchmarks/suites") / f"{name}.yaml",
+        Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / f"{name}.yaml",
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "benchmarks" / "suites").glob("*.yaml"))
+    raise ConfigError(f"unknown benchmark suite {name!r} (suites: {', '.join(known) or 'none found'})")
+
+
+def load_suite(path: str | Path) -> Suite:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    entries = [build_dataclass(BenchEntry, e, f"entries[{i}]") for i, e in enumerate(data.get("entries", []))]
+    if not entries:
+        raise ConfigError(f"benchmark suite {path} has no entries")
+    return Suite(name=str(data.get("name", Path(path).stem)), entries=entries, description=data.get("description", ""))
+
+
+def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResult:
+    """Train one seed (in the calling process) and measure it."""
+    from rlfleet.experiment import train
+    from rlfleet.plotting import load_run
+
+    start = time.perf_counter()
+    overrides = [*entry.overrides, f"runner.n_steps={entry.steps}", "logger.console=false", "logger.tensorboard=false"]
+    run_dir, _ = train(
+        entry.algorithm, entry.env, overrides, seed=seed, name=name, config_file=entry.preset, root=runs_root
+    )
+    wall = time.perf_counter() - start
+    _, _, progress = load_run(run_dir)
+    evals = progress.dropna(subset=["EvalReturnAverage"])
+    hit = evals[evals["EvalReturnAverage"] >= entry.threshold]
+    last = progress.iloc[-1]
+    return SeedResult(
+        run_dir=str(run_dir),
+        final_return=float(evals["EvalReturnAverage"].iloc[-1]),
+        steps_to_threshold=int(hit["CumSteps"].iloc[0]) if len(hit) else None,
+        time_to_threshold=float(hit["CumTime"].iloc[0]) if len(hit) else None,
+        steps_per_second=float(last["CumSteps"] / max(last["CumTime"], 1e-9)),
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        wall_time=wall,
+    )
+
+
+def run_suite(
+    suite: Suite,
+    workers: int = 1,
+    runs_root: str = "runs/bench",
+    out_dir: str | Path = "docs/benchmarks",
+    seeds: list[int] | None = None,
+) -> Path:
+    """Run every (entry, seed), each in a fresh process, ``workers`` at a time; write the report."""
+    name = time.strftime(f"{suite.name}-%Y%m%d-%H%M%S")
+    jobs = [(i, seed) for i, entry in enumerate(suite.entries) for seed in (seeds or entry.seeds)]
+    results: dict[int, list[SeedResult]] = {i: [] for i in range(len(suite.entries))}
+    pool_options: dict[str, Any] = {"mp_context": multiprocessing.get_context("spawn")}
+    if sys.version_info >= (3, 11):
+        pool_options["max_tasks_per_child"] = 1  # a fresh process per run: honest peak memory
+    with concurrent.futures.ProcessPoolExecutor(workers, **pool_options) as pool:
+        futures = {pool.submit(run_one, suite.entries[i], seed, runs_root, name): (i, seed) for i, seed in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            i, seed = futures[future]
+            result = future.result()
+            results[i].append(result)
+            entry = suite.entries[i]
+            print(
+                f"{entry.algorithm} {entry.env} seed {seed}: final eval {result.final_return:.1f}, "
+                f"{result.steps_per_second:.0f} steps/s, {result.wall_time:.0f} s",
+                flush=True,
+            )
+    return write_report(suite, results, Path(out_dir))
+
+
+def _median_or_none(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    # a seed that never reached the threshold counts as "later than every other": the median
+    # exists only when at least half of the seeds got there
+    if len(present) * 2 < len(values):
+        return None
+    return statistics.median(sorted(present) + [float("inf")] * (len(values) - len(present)))
+
+
+def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Path) -> Path:
+    """``out_dir/<suite>.md`` plus ``out_dir/<suite>_<env>.png`` per env."""
+    from rlfleet.plotting import aggregate_curves, plot_curves
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Benchmark suite `{suite.name}`",
+        "",
+        suite.description,
+        "",
+        f"Reproduce: `rlfleet bench {suite.name}`. Final return: deterministic evaluation at the end of the "
+        "budget, median [min, max] over seeds. Pass: median final return >= threshold. Steps and time to "
+        "threshold: median over seeds of the first evaluation at or above it.",
+        "",
+        "| algorithm | env | steps | seeds | final return | threshold | pass | steps to threshold "
+        "| time to threshold (s) | steps/s | peak memory (MB) | anchor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, entry in enumerate(suite.entries):
+        runs = results.get(i, [])
+        if not runs:
+            continue
+        finals = [r.final_return for r in runs]
+        median_final = statistics.median(finals)
+        steps_hit = _median_or_none([r.steps_to_threshold for r in runs])
+        time_hit = _median_or_none([r.time_to_threshold for r in runs])
+        anchor = f"{entry.anchor.value:g} ({entry.anchor.source})" if entry.anchor else ""
+        lines.append(
+            f"| {entry.algorithm} | {entry.env} | {entry.steps:,} | {len(runs)} | {median_final:.1f} "
+            f"[{min(finals):.1f}, {max(finals):.1f}] | {entry.threshold:g} | "
+            f"{'pass' if median_final >= entry.threshold else 'FAIL'} | "
+            f"{'-' if steps_hit in (None, float('inf')) else f'{steps_hit:,.0f}'} | "
+            f"{'-' if time_hit in (None, float('inf')) else f'{time_hit:.0f}'} | "
+            f"{statistics.median(r.steps_per_second for r in runs):,.0f} | "
+            f"{max(r.peak_memory_mb for r in runs):.0f} | {anchor} |"
+        )
+    lines.append("")
+    for env in dict.fromkeys(e.env for e in suite.entries):
+        run_dirs = [r.run_dir for i, e in enumerate(suite.entries) if e.env == env for r in results.get(i, [])]
+        if not run_dirs:
+            continue
+        anchored = [e.anchor.value for e in suite.entries if e.env == env and e.anchor]
+        anchors = {env: max(anchored)} if anchored else None
+        png = out_dir / f"{suite.name}_{env.replace('/', '-')}.png"
+        plot_curves(aggregate_curves(run_dirs), png, anchors=anchors, title=f"{suite.name}: {env}")
+        lines += [f"![{env}]({png.name})", ""]
+    report = out_dir / f"{suite.name}.md"
+    with atomic_write(report) as f:
+        f.write("\n".join(lines))
+    return report

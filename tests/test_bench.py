@@ -1,0 +1,88 @@
+"""``rlfleet bench``: suites as data, one fresh process per run, a report with plots."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from rlfleet.bench import _median_or_none, load_suite
+from rlfleet.errors import ConfigError
+
+QUICK = ["runner.eval_interval_steps=1024", "runner.log_interval_steps=1024", "sampler.batch_T=64"]
+
+
+def test_median_steps_to_threshold_counts_missing_seeds_as_never():
+    assert _median_or_none([100, 300, 200]) == 200
+    assert _median_or_none([100, None, 200]) == 200  # sorted [100, 200, inf]
+    assert _median_or_none([100, None, None]) is None  # most seeds never got there
+
+
+def test_suite_validation(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"entries": [{"algorithm": "ppo", "env": "CartPole-v1", "steps": 10, "threshold": 1, "seedz": [0]}]}
+        )
+    )
+    with pytest.raises(ConfigError, match="did you mean 'entries\\[0\\].seeds'"):
+        load_suite(path)
+
+
+def test_bench_cli_writes_report_and_plots(tmp_path):
+    suite = {
+        "name": "tiny",
+        "description": "two entries on CartPole",
+        "entries": [
+            # CartPole returns are in [8, 500]: 0 is always met and 1000 never, so the report
+            # must show one pass and one FAIL whatever the runs learn.
+            {
+                "algorithm": "ppo",
+                "env": "CartPole-v1",
+                "steps": 2048,
+                "seeds": [0, 1],
+                "threshold": 0,
+                "overrides": QUICK,
+                "anchor": {"value": 500, "source": "test anchor"},
+            },
+            {
+                "algorithm": "a2c",
+                "env": "CartPole-v1",
+                "steps": 2048,
+                "seeds": [0],
+                "threshold": 1000,
+                "overrides": QUICK,
+            },
+        ],
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(suite))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlfleet",
+            "bench",
+            str(tmp_path / "tiny.yaml"),
+            "--workers",
+            "2",
+            "--runs-dir",
+            "runs",
+            "--out-dir",
+            "report",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    report = (tmp_path / "report" / "tiny.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ppo") or line.startswith("| a2c")]
+    assert len(rows) == 2
+    ppo, a2c = rows
+    assert "| 2 |" in ppo and "| pass |" in ppo and "test anchor" in ppo
+    assert "| 1 |" in a2c and "| FAIL |" in a2c
+    png = tmp_path / "report" / "tiny_CartPole-v1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![CartPole-v1](tiny_CartPole-v1.png)" in report
+    assert len(list((tmp_path / "runs" / "CartPole-v1" / "ppo").glob("*/seed*"))) == 2
