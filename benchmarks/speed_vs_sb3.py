@@ -80,6 +80,14 @@ class Case:
     sb3_n_envs: Callable[[dict[str, Any]], int] = field(default=lambda hp: 1)
 
 
+def num(value: float) -> str:
+    """A float as rlfleet's override parser (YAML 1.1) reads it back as a float: ``1e-05`` would
+    be a string there, ``1.0e-05`` is a float."""
+    text = repr(float(value))
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+
+
 # ----- ppo-cartpole: SB3's PPO defaults ------------------------------------------------------
 
 PPO_CARTPOLE_HP: dict[str, Any] = dict(
@@ -110,19 +118,19 @@ def ppo_rlfleet_overrides(hp: dict[str, Any]) -> list[str]:
         f"sampler.batch_B={hp['n_envs']}",  # n_envs (serial sampler, like DummyVecEnv)
         f"algo.minibatch_size={hp['batch_size']}",  # batch_size: transitions per gradient step
         f"algo.epochs={hp['n_epochs']}",
-        f"algo.lr={hp['learning_rate']}",
+        f"algo.lr={num(hp['learning_rate'])}",
         "algo.anneal_lr=false",  # SB3: constant learning_rate
-        f"algo.clip_range={hp['clip_range']}",
+        f"algo.clip_range={num(hp['clip_range'])}",
         "algo.anneal_clip=false",  # SB3: constant clip_range
         "algo.clip_value=0.0",  # SB3 clip_range_vf=None
-        f"algo.gamma={hp['gamma']}",
-        f"algo.gae_lambda={hp['gae_lambda']}",
-        f"algo.entropy_coef={hp['ent_coef']}",
-        f"algo.value_coef={hp['vf_coef']}",
-        f"algo.max_grad_norm={hp['max_grad_norm']}",
+        f"algo.gamma={num(hp['gamma'])}",
+        f"algo.gae_lambda={num(hp['gae_lambda'])}",
+        f"algo.entropy_coef={num(hp['ent_coef'])}",
+        f"algo.value_coef={num(hp['vf_coef'])}",
+        f"algo.max_grad_norm={num(hp['max_grad_norm'])}",
         "algo.normalize_advantage=true",  # SB3 normalize_advantage=True (per minibatch)
         "algo.target_kl=0.0",  # SB3 target_kl=None
-        "algo.optimizer_eps=1e-05",  # SB3 ActorCriticPolicy sets Adam eps=1e-5
+        f"algo.optimizer_eps={num(1e-5)}",  # SB3 ActorCriticPolicy sets Adam eps=1e-5
         # SB3 MlpPolicy for PPO: separate pi/vf MLPs 64x64 tanh, orthogonal init (rlfleet's default).
         "model.hidden_sizes=[64,64]",
         "model.activation=tanh",
@@ -207,22 +215,22 @@ def dqn_rlfleet_overrides(hp: dict[str, Any]) -> list[str]:
     return [
         f"sampler.batch_T={hp['train_freq']}",
         "sampler.batch_B=1",
-        f"algo.lr={hp['learning_rate']}",
+        f"algo.lr={num(hp['learning_rate'])}",
         f"algo.batch_size={hp['batch_size']}",
         f"algo.replay_size={hp['buffer_size']}",
         f"algo.learning_starts={hp['learning_starts']}",
-        f"algo.gamma={hp['gamma']}",
-        f"algo.replay_ratio={replay_ratio}",
+        f"algo.gamma={num(hp['gamma'])}",
+        f"algo.replay_ratio={num(replay_ratio)}",
         f"algo.target_update_interval={hp['gradient_steps']}",
         "algo.target_tau=1.0",
         "algo.double=false",
         "algo.n_step=1",
         "algo.loss=huber",
         "algo.huber_delta=1.0",
-        f"algo.max_grad_norm={hp['max_grad_norm']}",
-        "algo.optimizer_eps=1e-08",
-        f"agent.eps_start={hp['exploration_initial_eps']}",
-        f"agent.eps_end={hp['exploration_final_eps']}",
+        f"algo.max_grad_norm={num(hp['max_grad_norm'])}",
+        f"algo.optimizer_eps={num(1e-8)}",
+        f"agent.eps_start={num(hp['exploration_initial_eps'])}",
+        f"agent.eps_end={num(hp['exploration_final_eps'])}",
         f"agent.eps_steps={int(hp['exploration_fraction'] * hp['total_steps'])}",
         "agent.eps_eval=0.0",
         f"model.hidden_sizes=[{hidden},{hidden}]",
@@ -514,7 +522,7 @@ def markdown(case: Case, hp: dict[str, Any], results: list[dict[str, Any]], thre
     threshold = hp["threshold"]
     rows = summarise(results, threshold)
     lines = [
-        f"### {case.name}: {case.env_id}, {hp['total_steps']} env steps, {len(results) // 2} rounds, "
+        f"### {case.name}: {case.env_id}, {hp['total_steps']} env steps, rounds: {len(results) // 2}, "
         f"{threads} torch thread(s)",
         "",
         "| library | env steps/s (median) | steps/s min-max | train time s | "

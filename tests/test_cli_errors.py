@@ -162,3 +162,10 @@ def test_the_intact_run_still_evaluates(workdir):
     proc = rlfleet("eval", str(RUN_REL), "--episodes", "1", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("1 episodes at 512 steps: return ")
+
+
+def test_exponent_floats_without_a_decimal_point_are_floats():
+    from rlfleet.config.loader import apply_overrides, validate
+
+    config = validate(apply_overrides({"algorithm": "ppo"}, ["algo.lr=1e-4", "algo.optimizer_eps=2E-05"]))
+    assert config.algo.lr == 1e-4 and config.algo.optimizer_eps == 2e-5

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Iterable
 from typing import Any
 
 from rlfleet.errors import ConfigError
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def closest(key: str, candidates: Iterable[str]) -> str | None:
@@ -65,6 +68,8 @@ def check_value(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no decimal point) as a string
     elif tp is str:
         if isinstance(value, str):
             return value

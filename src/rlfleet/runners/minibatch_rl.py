@@ -74,14 +74,15 @@ class MinibatchRl:
         self.config = config
         self.itr = 0
         self.cum_steps = 0
-        self.cum_time = 0.0
+        self.cum_time = 0.0  # wall time of sampling, updates and evaluations
+        self.train_time = 0.0  # the same without evaluations: StepsPerSecond is based on it
         self.traj_infos: deque[dict[str, float]] = deque(maxlen=100)
         self.new_trajs = 0
         self.opt_infos: dict[str, list[float]] = {}
         self.last_eval: dict[str, float] = {}  # evaluation not yet written to a progress row
         self.latest_eval_return: float | None = None  # for the console
         self._interrupted = False
-        self._last_log = (0, 0.0, 0)  # steps, time, updates at the previous log row
+        self._last_log = (0, 0.0, 0)  # steps, train time, updates at the previous log row
         self.on_log: Callable[[dict[str, float]], None] | None = None
 
     # ----- hooks for subclasses -----
@@ -122,7 +123,9 @@ class MinibatchRl:
         self.agent.train_mode(self.cum_steps)
         opt_info = self.algo.optimize_agent(self.cum_steps, batch)
         self.itr += 1
-        self.cum_time += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.cum_time += elapsed
+        self.train_time += elapsed
         self.traj_infos.extend(batch.traj_infos)
         self.new_trajs += len(batch.traj_infos)
         for key, value in opt_info.items():
@@ -139,7 +142,7 @@ class MinibatchRl:
         ):
             row = self.log_row()
         recent = self.traj_infos[-1]["Return"] if self.traj_infos else None
-        sps = self.cum_steps / self.cum_time if self.cum_time else 0.0
+        sps = self.cum_steps / self.train_time if self.train_time else 0.0
         self.console.update(self.cum_steps, sps, recent, self.latest_eval_return)
         ckpt = self.checkpoint_interval_steps
         if (
@@ -152,7 +155,7 @@ class MinibatchRl:
 
     def log_row(self) -> dict[str, float]:
         steps0, time0, updates0 = self._last_log
-        dt = max(self.cum_time - time0, 1e-9)
+        dt = max(self.train_time - time0, 1e-9)
         trajs = list(self.traj_infos)
         row: dict[str, float] = {
             "Iteration": self.itr,
@@ -184,7 +187,7 @@ class MinibatchRl:
             f"return {row.get('ReturnAverage', float('nan')):8.2f}"
             + (f"  eval {self.last_eval['EvalReturnAverage']:8.2f}" if self.last_eval else "")
         )
-        self._last_log = (self.cum_steps, self.cum_time, self.algo.updates)
+        self._last_log = (self.cum_steps, self.train_time, self.algo.updates)
         self.opt_infos = {}
         self.new_trajs = 0
         self.last_eval = {}
@@ -204,6 +207,7 @@ class MinibatchRl:
                 "itr": self.itr,
                 "cum_steps": self.cum_steps,
                 "cum_time": self.cum_time,
+                "train_time": self.train_time,
                 "traj_infos": list(self.traj_infos),
                 "last_log": self._last_log,
                 "opt_infos": self.opt_infos,
@@ -219,6 +223,7 @@ class MinibatchRl:
         """Restore everything; returns whether the envs were restored exactly."""
         r = state["runner"]
         self.itr, self.cum_steps, self.cum_time = r["itr"], r["cum_steps"], r["cum_time"]
+        self.train_time = r["train_time"]
         self.traj_infos = deque(r["traj_infos"], maxlen=100)
         self._last_log, self.opt_infos, self.new_trajs = tuple(r["last_log"]), r["opt_infos"], r["new_trajs"]
         self.agent.load_state_dict(state["agent"])

@@ -1,0 +1,58 @@
+"""Smoke test of benchmarks/speed_vs_sb3.py: one tiny round of rlfleet and SB3 PPO on CartPole."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "speed_vs_sb3.py"
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The summary table's rows by library (the first table printed)."""
+    lines = text.split("<details>")[0].splitlines()
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    header = cells[0]
+    return {row[0]: dict(zip(header, row)) for row in cells[2:]}
+
+
+def test_ppo_cartpole_tiny_round(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "speed.md"
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--case=ppo-cartpole",
+        "--rounds=1",
+        "--steps=1024",
+        "--eval-interval=512",
+        "--hp=n_steps=64",
+        "--hp=n_epochs=1",
+        "--hp=eval_episodes=2",
+        "--hp=eval_envs=2",
+        f"--out={out}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = table_rows(proc.stdout)
+    assert set(rows) == {"rlfleet", "sb3"}
+    ratio_column = "steps/s ratio rlfleet/SB3"
+    for row in rows.values():
+        assert float(row["env steps/s (median)"]) > 0
+        assert float(row["peak RSS MiB"]) > 0
+        assert float(row[ratio_column]) > 0
+    assert float(rows["sb3"][ratio_column]) == 1.0
+    report = out.read_text()
+    assert "speed_vs_sb3.py --case=ppo-cartpole" in report and "stable-baselines3" in report
+    assert table_rows(report.split("\n### ", 1)[1]).keys() == rows.keys()
+
+
+def test_sac_case_is_refused_with_one_line():
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--case=sac-pendulum"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "SAC is not implemented" in proc.stderr
