@@ -4,28 +4,16 @@ traceback, and leave existing run data byte-for-byte untouched."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_helpers import rlfleet
+
 QUIET = ["logger.tensorboard=false", "logger.console=false"]
 RUN_NAME = "existing"
 RUN_REL = Path("runs", "CartPole-v1", "ppo", RUN_NAME, "seed0")
-
-
-def rlfleet(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rlfleet", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int] | None]:

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import numpy as np
 import torch
 import yaml
 
+from cli_helpers import rlfleet
 from rlfleet.checkpoint import Checkpointer, load_checkpoint
 from rlfleet.config.loader import load_yaml, validate
 from rlfleet.envs.gym_env import GymEnv
@@ -29,18 +28,6 @@ from custom_components import CorridorEnv, TinyModel  # noqa: E402
 ENV = "custom_components:CorridorEnv"
 MODEL = "custom_components:TinyModel"
 QUIET = ["logger.tensorboard=false", "logger.console=false"]
-
-
-def rlfleet(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    pythonpath = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "rlfleet", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": pythonpath},
-    )
 
 
 def read_progress(run_dir: Path) -> list[dict[str, str]]:

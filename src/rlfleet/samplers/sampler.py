@@ -10,7 +10,6 @@ import torch
 
 from rlfleet.agents.base import Agent, AgentInputs
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
-from rlfleet.envs.spaces import Box
 from rlfleet.samplers.steppers import Stepper
 from rlfleet.utils.buffers import buffer_from_example, map_buffer, numpify_buffer, torchify_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
@@ -101,7 +100,6 @@ class Sampler:
         )
         self.samples = buffer_from_example(example_samples, (self.batch_T, B))
         self.torch_samples = torchify_buffer(self.samples)
-        self._box_action = isinstance(action_space, Box)
 
     def _observation(self, update: bool) -> np.ndarray:
         obs = self.stepper.buffers.observation
