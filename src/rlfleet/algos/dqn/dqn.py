@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from rlfleet.algos.base import Algorithm
+from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.replays.n_step import NStepReplayBuffer
 from rlfleet.samplers.sampler import SamplerBatch
 
@@ -69,7 +70,7 @@ class DQN(Algorithm):
     def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
         super().initialize(agent, n_steps, batch_T, batch_B)
         c = self.config
-        self.optimizer = torch.optim.Adam(agent.parameters(), lr=c.lr, eps=c.optimizer_eps)
+        self.optimizer = FlatOptimizer(agent.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)
         seed = int(torch.randint(2**31, (1,), generator=agent.generator))
         self.replay = NStepReplayBuffer(c.replay_size, batch_B, c.n_step, c.gamma, seed)
         self.updates_per_batch = max(1, round(c.replay_ratio * batch_T * batch_B / c.batch_size))
@@ -103,10 +104,7 @@ class DQN(Algorithm):
         for _ in range(self.updates_per_batch):
             samples = self.replay.sample(c.batch_size)
             loss, td_error = self.loss(samples)
-            self.optimizer.zero_grad()
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), c.max_grad_norm or float("inf"))
-            self.optimizer.step()
+            grad_norm = self.optimizer.step(loss)
             self.updates += 1
             self.samples_trained += c.batch_size
             if c.target_tau < 1.0:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from rlfleet.algos.pg.base import PolicyGradientAlgorithm, make_optimizer
+from rlfleet.algos.optimizer import FlatOptimizer
+from rlfleet.algos.pg.base import PolicyGradientAlgorithm
 from rlfleet.samplers.sampler import SamplerBatch
 
 
@@ -53,7 +52,9 @@ class A2C(PolicyGradientAlgorithm):
     def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
         super().initialize(agent, n_steps, batch_T, batch_B)
         c = self.config
-        self.optimizer = make_optimizer(c.optimizer, agent.parameters(), c.lr, c.optimizer_eps, c.rmsprop_alpha)
+        self.optimizer = FlatOptimizer(
+            agent.parameters(), c.optimizer, c.lr, c.optimizer_eps, c.max_grad_norm, c.rmsprop_alpha
+        )
 
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
         c, agent, s = self.config, self.agent, batch.torch_samples
@@ -61,8 +62,7 @@ class A2C(PolicyGradientAlgorithm):
         if c.normalize_advantage:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
         if c.anneal_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.annealed(c.lr, env_steps)
+            self.optimizer.lr = self.annealed(c.lr, env_steps)
 
         dist_info, value = agent(s.env.observation, s.agent.prev_action, s.env.prev_reward)
         log_prob = agent.distribution.log_likelihood(s.agent.action, dist_info)
@@ -71,10 +71,7 @@ class A2C(PolicyGradientAlgorithm):
         value_loss = (return_ - value).pow(2).mean()
         loss = pi_loss + c.value_coef * value_loss - c.entropy_coef * entropy
 
-        self.optimizer.zero_grad()
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), c.max_grad_norm or float("inf"))
-        self.optimizer.step()
+        grad_norm = self.optimizer.step(loss)
         self.updates += 1
         self.samples_trained += advantage.numel()
         return {
@@ -83,5 +80,5 @@ class A2C(PolicyGradientAlgorithm):
             "value_loss": value_loss.item(),
             "entropy": entropy.item(),
             "grad_norm": grad_norm.item(),
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.optimizer.lr,
         }

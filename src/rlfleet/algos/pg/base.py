@@ -17,14 +17,6 @@ class Targets(NamedTuple):
     old_value: torch.Tensor  # [T,B] V(s_t) at sampling time
 
 
-def make_optimizer(name: str, params, lr: float, eps: float, rmsprop_alpha: float = 0.99) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=eps)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=rmsprop_alpha, eps=eps)
-    raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'rmsprop'")
-
-
 class PolicyGradientAlgorithm(Algorithm):
     """Base for on-policy algorithms; subclasses set ``gamma`` and ``gae_lambda``."""
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 
-from rlfleet.algos.pg.base import PolicyGradientAlgorithm, make_optimizer
+from rlfleet.algos.optimizer import FlatOptimizer
+from rlfleet.algos.pg.base import PolicyGradientAlgorithm
 from rlfleet.samplers.sampler import SamplerBatch
 from rlfleet.utils.buffers import map_buffer
+from rlfleet.utils.namedarraytuple import namedarraytuple
 
 
 @dataclass
@@ -52,6 +53,17 @@ class PPOConfig:
     optimizer_eps: float = 1e-5
 
 
+Minibatch = namedarraytuple(
+    "Minibatch",
+    ["observation", "prev_action", "prev_reward", "action", "advantage", "return_", "old_value", "old_log_prob"],
+)
+
+
+def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
+    """Schulman's low-variance estimator of KL(old || new): ``E[(r - 1) - log r]``."""
+    return ((log_ratio.exp() - 1) - log_ratio).mean()
+
+
 class PPO(PolicyGradientAlgorithm):
     """Per batch: GAE targets, then ``epochs`` passes of shuffled minibatches minimising
 
@@ -67,76 +79,78 @@ class PPO(PolicyGradientAlgorithm):
 
     def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
         super().initialize(agent, n_steps, batch_T, batch_B)
-        self.optimizer = make_optimizer("adam", agent.parameters(), self.config.lr, self.config.optimizer_eps)
+        c = self.config
+        self.optimizer = FlatOptimizer(agent.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)
         self.generator.manual_seed(int(torch.randint(2**31, (1,), generator=agent.generator)))
 
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
         c, agent, s = self.config, self.agent, batch.torch_samples
         advantage, return_, old_value = self.targets(batch)
         old_log_prob = agent.distribution.log_likelihood(s.agent.action, s.agent.agent_info.dist_info)
-        lr = self.annealed(c.lr, env_steps) if c.anneal_lr else c.lr
+        self.optimizer.lr = self.annealed(c.lr, env_steps) if c.anneal_lr else c.lr
         clip = self.annealed(c.clip_range, env_steps) if c.anneal_clip else c.clip_range
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
 
-        def flat(*buffers):  # [T,B,...] -> [T*B,...]
-            return [map_buffer(lambda a: a.reshape(-1, *a.shape[2:]), b) for b in buffers]
+        def flat(buffer):  # [T,B,...] -> [T*B,...]
+            return map_buffer(lambda a: a.reshape(-1, *a.shape[2:]), buffer)
 
-        observation, prev_action, prev_reward, action = flat(
-            s.env.observation, s.agent.prev_action, s.env.prev_reward, s.agent.action
+        data = Minibatch(
+            flat(s.env.observation),
+            flat(s.agent.prev_action),
+            flat(s.env.prev_reward),
+            flat(s.agent.action),
+            flat(advantage),
+            flat(return_),
+            flat(old_value),
+            flat(old_log_prob),
         )
-        advantage, return_, old_value, old_log_prob = flat(advantage, return_, old_value, old_log_prob)
-        n = advantage.shape[0]
-        stats: dict[str, list[torch.Tensor]] = defaultdict(list)
+        n = data.advantage.shape[0]
+        losses: list[torch.Tensor] = []  # [loss, pi_loss, value_loss, entropy, grad_norm] per minibatch
+        log_ratios: list[torch.Tensor] = []
         for _ in range(c.epochs):
-            permutation = torch.randperm(n, generator=self.generator)
+            shuffled = data[torch.randperm(n, generator=self.generator)]  # one gather per epoch
+            epoch_log_ratios = []
             for start in range(0, n, c.minibatch_size):
-                idx = permutation[start : start + c.minibatch_size]
-                adv = advantage[idx]
-                if c.normalize_advantage and len(idx) > 1:
+                mb = shuffled[start : start + c.minibatch_size]  # views, no copies
+                adv = mb.advantage
+                if c.normalize_advantage and len(adv) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
-                dist_info, value = agent(observation[idx], prev_action[idx], prev_reward[idx])
-                log_prob = agent.distribution.log_likelihood(action[idx], dist_info)
-                log_ratio = log_prob - old_log_prob[idx]
+                dist_info, value = agent(mb.observation, mb.prev_action, mb.prev_reward)
+                log_prob = agent.distribution.log_likelihood(mb.action, dist_info)
+                log_ratio = log_prob - mb.old_log_prob
                 ratio = log_ratio.exp()
                 pi_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
 
                 if c.clip_value > 0:
-                    value_clipped = old_value[idx] + (value - old_value[idx]).clamp(-c.clip_value, c.clip_value)
-                    value_loss = torch.max((value - return_[idx]).pow(2), (value_clipped - return_[idx]).pow(2)).mean()
+                    value_clipped = mb.old_value + (value - mb.old_value).clamp(-c.clip_value, c.clip_value)
+                    value_loss = torch.max((value - mb.return_).pow(2), (value_clipped - mb.return_).pow(2)).mean()
                 else:
-                    value_loss = (value - return_[idx]).pow(2).mean()
-                entropy = agent.distribution.entropy(dist_info).mean()
+                    value_loss = (value - mb.return_).pow(2).mean()
+                with torch.set_grad_enabled(c.entropy_coef != 0):  # only a diagnostic without a bonus
+                    entropy = agent.distribution.entropy(dist_info).mean()
                 loss = pi_loss + c.value_coef * value_loss - c.entropy_coef * entropy
 
-                self.optimizer.zero_grad()
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), c.max_grad_norm or float("inf"))
-                self.optimizer.step()
+                grad_norm = self.optimizer.step(loss)
                 self.updates += 1
-                self.samples_trained += len(idx)
-
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's low-variance KL estimator
-                    clip_fraction = ((ratio - 1).abs() > clip).float().mean()
-                for key, value_ in (
-                    ("loss", loss),
-                    ("pi_loss", pi_loss),
-                    ("value_loss", value_loss),
-                    ("entropy", entropy),
-                    ("grad_norm", grad_norm),
-                    ("approx_kl", approx_kl),
-                    ("clip_fraction", clip_fraction),
-                ):
-                    stats[key].append(value_.detach())
-            if c.target_kl > 0 and stats["approx_kl"][-1].item() > c.target_kl:
+                self.samples_trained += len(adv)
+                losses.append(torch.stack([loss, pi_loss, value_loss, entropy, grad_norm]).detach())
+                epoch_log_ratios.append(log_ratio.detach())
+            log_ratios += epoch_log_ratios
+            if c.target_kl > 0 and approx_kl(torch.cat(epoch_log_ratios)).item() > c.target_kl:
                 break
+        log_ratio = torch.cat(log_ratios)
+        loss, pi_loss, value_loss, entropy, grad_norm = torch.stack(losses).mean(dim=0).tolist()
         explained_var = 1 - (return_ - old_value).var() / (return_.var() + 1e-8)
         return {
-            **{k: torch.stack(v).mean().item() for k, v in stats.items()},
+            "loss": loss,
+            "pi_loss": pi_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "grad_norm": grad_norm,
+            "approx_kl": approx_kl(log_ratio).item(),
+            "clip_fraction": ((log_ratio.exp() - 1).abs() > clip).float().mean().item(),
             "explained_variance": explained_var.item(),
-            "lr": lr,
+            "lr": self.optimizer.lr,
             "clip_range": clip,
         }
 
