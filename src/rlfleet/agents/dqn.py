@@ -10,6 +10,7 @@ from rlfleet.agents.base import Agent, AgentStep
 from rlfleet.distributions import EpsilonGreedy
 from rlfleet.envs.spaces import Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
+from rlfleet.models.noisy import has_noise, reset_noise, set_noise
 from rlfleet.utils.namedarraytuple import namedarraytuple
 from rlfleet.utils.schedules import LinearSchedule
 
@@ -18,6 +19,11 @@ AgentInfo = namedarraytuple("AgentInfo", ["q"])
 
 class DqnAgent(Agent):
     """Acts epsilon-greedily on ``Q(s, .)``; holds ``target_model`` for bootstrapping.
+
+    Models with noisy layers (``models.noisy``) explore through their noise: it is on while
+    sampling and training, off in evaluation, and resampled by the algorithm before every
+    update (``reset_noise``). Subclasses whose models output distributions override
+    ``q_values``.
 
     Args:
         model_factory, device: as for `Agent`.
@@ -50,18 +56,23 @@ class DqnAgent(Agent):
         self.target_model = copy.deepcopy(self.model)
         self.target_model.requires_grad_(False)
         self.distribution = EpsilonGreedy(env_spaces.action.n, self.eps_schedule.start)
+        self.noisy = has_noise(self.model)
 
     def __call__(self, observation, prev_action, prev_reward) -> torch.Tensor:
-        """``Q(s, .)`` with the caller's leading dims."""
+        """The model's output (here ``Q(s, .)``) with the caller's leading dims."""
         return self.model(*self.to_model_inputs(observation, prev_action, prev_reward))
 
     def target(self, observation, prev_action, prev_reward) -> torch.Tensor:
-        """Target network's ``Q(s, .)``."""
+        """The target network's output."""
         return self.target_model(*self.to_model_inputs(observation, prev_action, prev_reward))
+
+    def q_values(self, output: torch.Tensor) -> torch.Tensor:
+        """``Q(s, .) [..., A]`` from a model output."""
+        return output
 
     @torch.no_grad()
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
-        q = self(observation, prev_action, prev_reward).cpu()
+        q = self.q_values(self(observation, prev_action, prev_reward)).cpu()
         self.distribution.epsilon = self.eps_eval if self._mode == "eval" else self.eps_schedule(self.env_steps)
         action = self.distribution.sample(q, generator=self.rng)
         return AgentStep(action=action, agent_info=AgentInfo(q=q))
@@ -69,6 +80,24 @@ class DqnAgent(Agent):
     @property
     def epsilon(self) -> float:
         return self.eps_schedule(self.env_steps)
+
+    def reset_noise(self) -> None:
+        """Resample the noise of noisy layers in the online and target networks."""
+        if self.noisy:
+            reset_noise(self.model, self.generator)
+            reset_noise(self.target_model, self.generator)
+
+    def sample_mode(self, env_steps: int) -> None:
+        super().sample_mode(env_steps)
+        set_noise(self.model, True)
+
+    def eval_mode(self, env_steps: int) -> None:
+        super().eval_mode(env_steps)
+        set_noise(self.model, False)
+
+    def train_mode(self, env_steps: int) -> None:
+        super().train_mode(env_steps)
+        set_noise(self.model, True)
 
     def update_target(self, tau: float = 1.0) -> None:
         """``target <- tau * online + (1 - tau) * target`` (tau=1: hard copy)."""

@@ -6,7 +6,9 @@ to build its agent and default model for the env's spaces.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,13 +16,21 @@ from torch import nn
 
 from rlfleet.agents import CategoricalPgAgent, DqnAgent, GaussianPgAgent
 from rlfleet.agents.base import Agent, ModelFactory
+from rlfleet.agents.distributional import CategoricalDqnAgent, FqfAgent, IqnAgent, QuantileDqnAgent
 from rlfleet.algos.base import Algorithm
+from rlfleet.algos.dqn.c51 import CategoricalDQN, RainbowConfig
 from rlfleet.algos.dqn.dqn import DQN, DQNConfig
+from rlfleet.algos.dqn.fqf import FQF, FQFConfig
+from rlfleet.algos.dqn.iqn import IQN, IQNConfig
+from rlfleet.algos.dqn.munchausen import MunchausenDQN, MunchausenDQNConfig, MunchausenIQN, MunchausenIQNConfig
+from rlfleet.algos.dqn.qr_dqn import QRDQN, QRDQNConfig
 from rlfleet.algos.pg.a2c import A2C, A2CConfig
 from rlfleet.algos.pg.ppo import PPO, PPOConfig
 from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.models import CategoricalActorCriticModel, GaussianActorCriticModel, QModel
+from rlfleet.models.distributional import CategoricalQModel, ImplicitQuantileModel, QuantileQModel
+from rlfleet.models.fqf import FqfModel
 
 
 @dataclass
@@ -87,15 +97,44 @@ def _pg_agent(env_spaces: EnvSpaces, config: PgAgentConfig, model_factory: Model
     return cls(model_factory, device=device)
 
 
-def _dqn_agent(env_spaces: EnvSpaces, config: DqnAgentConfig, model_factory: ModelFactory, device: str) -> Agent:
-    return DqnAgent(
-        model_factory,
-        device=device,
-        eps_start=config.eps_start,
-        eps_end=config.eps_end,
-        eps_steps=config.eps_steps,
-        eps_eval=config.eps_eval,
-    )
+@dataclass
+class CategoricalAgentConfig(DqnAgentConfig):
+    """Epsilon-greedy exploration over a categorical return distribution.
+
+    Attributes:
+        v_min, v_max: edges of the support (the model's ``n_atoms`` atoms span it).
+    """
+
+    v_min: float = -10.0
+    v_max: float = 10.0
+
+
+@dataclass
+class RainbowAgentConfig(CategoricalAgentConfig):
+    """Rainbow explores with its noisy layers, so epsilon defaults to 0."""
+
+    eps_start: float = 0.0
+    eps_end: float = 0.0
+
+
+@dataclass
+class IqnAgentConfig(DqnAgentConfig):
+    """Epsilon-greedy exploration on the mean of sampled quantiles.
+
+    Attributes:
+        policy_quantiles: fractions sampled per acting step (the paper's K = 32).
+    """
+
+    policy_quantiles: int = 32
+
+
+def _value_agent(agent_class: type[DqnAgent]):
+    """``make_agent`` for a DQN-family agent: every agent-config field is a constructor argument."""
+
+    def make(env_spaces: EnvSpaces, config: DqnAgentConfig, model_factory: ModelFactory, device: str) -> Agent:
+        return agent_class(model_factory, device=device, **dataclasses.asdict(config))
+
+    return make
 
 
 ALGORITHMS: dict[str, AlgoSpec] = {
@@ -123,12 +162,82 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         ),
         AlgoSpec(
             "dqn",
-            "Deep Q-network: double, dueling, n-step, uniform replay; discrete actions",
+            "Deep Q-network: double, dueling, n-step, noisy, uniform or prioritized replay",
             DQNConfig,
             DQN,
             DqnAgentConfig,
             lambda spaces: QModel,
-            _dqn_agent,
+            _value_agent(DqnAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "c51",
+            "Categorical distributional DQN (C51)",
+            DQNConfig,
+            CategoricalDQN,
+            CategoricalAgentConfig,
+            lambda spaces: CategoricalQModel,
+            _value_agent(CategoricalDqnAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "rainbow",
+            "Rainbow: C51 + double + dueling + n-step + prioritized replay + noisy nets",
+            RainbowConfig,
+            CategoricalDQN,
+            RainbowAgentConfig,
+            lambda spaces: functools.partial(CategoricalQModel, dueling=True, noisy=True),
+            _value_agent(CategoricalDqnAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "qrdqn",
+            "Quantile-regression DQN (QR-DQN)",
+            QRDQNConfig,
+            QRDQN,
+            DqnAgentConfig,
+            lambda spaces: QuantileQModel,
+            _value_agent(QuantileDqnAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "iqn",
+            "Implicit quantile networks (IQN)",
+            IQNConfig,
+            IQN,
+            IqnAgentConfig,
+            lambda spaces: ImplicitQuantileModel,
+            _value_agent(IqnAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "fqf",
+            "Fully parameterized quantile function (FQF)",
+            FQFConfig,
+            FQF,
+            IqnAgentConfig,
+            lambda spaces: FqfModel,
+            _value_agent(FqfAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "mdqn",
+            "Munchausen DQN (M-DQN)",
+            MunchausenDQNConfig,
+            MunchausenDQN,
+            DqnAgentConfig,
+            lambda spaces: QModel,
+            _value_agent(DqnAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "miqn",
+            "Munchausen IQN (M-IQN)",
+            MunchausenIQNConfig,
+            MunchausenIQN,
+            IqnAgentConfig,
+            lambda spaces: ImplicitQuantileModel,
+            _value_agent(IqnAgent),
             (Discrete,),
         ),
     )
