@@ -39,7 +39,8 @@ class Anchor:
 
 @dataclass
 class BenchEntry:
-    """One algorithm on one env, run for several seeds."""
+    """One algorithm on one env, run for several seeds; ``label`` names a variant (e.g.
+    ``dqn+per`` for dqn with ``algo.prioritized=true``) in the report, plots and run names."""
 
     algorithm: str
     env: str
@@ -49,6 +50,11 @@ class BenchEntry:
     overrides: list[str] = field(default_factory=list)
     preset: str | None = None
     anchor: Anchor | None = None
+    label: str | None = None
+
+    @property
+    def title(self) -> str:
+        return self.label or self.algorithm
 
 
 @dataclass
@@ -101,7 +107,13 @@ def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResu
     start = time.perf_counter()
     overrides = [*entry.overrides, f"runner.n_steps={entry.steps}", "logger.console=false", "logger.tensorboard=false"]
     run_dir, _ = train(
-        entry.algorithm, entry.env, overrides, seed=seed, name=name, config_file=entry.preset, root=runs_root
+        entry.algorithm,
+        entry.env,
+        overrides,
+        seed=seed,
+        name=f"{name}-{entry.label}" if entry.label else name,
+        config_file=entry.preset,
+        root=runs_root,
     )
     wall = time.perf_counter() - start
     _, _, progress = load_run(run_dir)
@@ -141,7 +153,7 @@ def run_suite(
             results[i].append(result)
             entry = suite.entries[i]
             print(
-                f"{entry.algorithm} {entry.env} seed {seed}: final eval {result.final_return:.1f}, "
+                f"{entry.title} {entry.env} seed {seed}: final eval {result.final_return:.1f}, "
                 f"{result.steps_per_second:.0f} steps/s, {result.wall_time:.0f} s",
                 flush=True,
             )
@@ -185,7 +197,7 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         time_hit = _median_or_none([r.time_to_threshold for r in runs])
         anchor = f"{entry.anchor.value:g} ({entry.anchor.source})" if entry.anchor else ""
         lines.append(
-            f"| {entry.algorithm} | {entry.env} | {entry.steps:,} | {len(runs)} | {median_final:.1f} "
+            f"| {entry.title} | {entry.env} | {entry.steps:,} | {len(runs)} | {median_final:.1f} "
             f"[{min(finals):.1f}, {max(finals):.1f}] | {entry.threshold:g} | "
             f"{'pass' if median_final >= entry.threshold else 'FAIL'} | "
             f"{'-' if steps_hit in (None, float('inf')) else f'{steps_hit:,.0f}'} | "
@@ -195,13 +207,14 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         )
     lines.append("")
     for env in dict.fromkeys(e.env for e in suite.entries):
-        run_dirs = [r.run_dir for i, e in enumerate(suite.entries) if e.env == env for r in results.get(i, [])]
+        labels = {r.run_dir: e.title for i, e in enumerate(suite.entries) if e.env == env for r in results.get(i, [])}
+        run_dirs = list(labels)
         if not run_dirs:
             continue
         anchored = [e.anchor.value for e in suite.entries if e.env == env and e.anchor]
         anchors = {env: max(anchored)} if anchored else None
         png = out_dir / f"{suite.name}_{env.replace('/', '-')}.png"
-        plot_curves(aggregate_curves(run_dirs), png, anchors=anchors, title=f"{suite.name}: {env}")
+        plot_curves(aggregate_curves(run_dirs, labels=labels), png, anchors=anchors, title=f"{suite.name}: {env}")
         lines += [f"![{env}]({png.name})", ""]
     report = out_dir / f"{suite.name}.md"
     with atomic_write(report) as f:

@@ -79,15 +79,21 @@ def _seed_curve(run_dir: Path, df: pd.DataFrame, x_col: str, y: str) -> tuple[np
 
 
 def aggregate_curves(
-    run_dirs: Iterable[str | os.PathLike], x: str = "steps", y: str = "EvalReturnAverage"
+    run_dirs: Iterable[str | os.PathLike],
+    x: str = "steps",
+    y: str = "EvalReturnAverage",
+    labels: dict[str, str] | None = None,
 ) -> list[Curve]:
-    """Group runs by (algorithm, env) and aggregate their seeds; curves are sorted by env, then algorithm."""
+    """Group runs by (algorithm, env) and aggregate their seeds; curves are sorted by env, then
+    algorithm. ``labels`` maps a run directory to the name it is grouped and drawn under
+    instead of its algorithm (e.g. ``dqn+per``)."""
     if x not in X_COLUMNS:
         raise RlfleetError(f"unknown x axis {x!r}; choose one of {', '.join(X_COLUMNS)}")
     x_col = X_COLUMNS[x]
     groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     for run_dir in run_dirs:
         algorithm, env_id, df = load_run(run_dir, columns=(x_col, y))
+        algorithm = (labels or {}).get(str(run_dir), algorithm)
         groups.setdefault((env_id, algorithm), []).append(_seed_curve(Path(run_dir), df, x_col, y))
     if not groups:
         raise RlfleetError("no runs to aggregate")

@@ -32,11 +32,16 @@ def flatten_observation(observation: Any, batch: int) -> torch.Tensor:
     return observation.reshape(batch, -1).float()
 
 
+NATURE_MIN_SIDE = 36
+
+
 class Encoder(nn.Module):
     """``observation [N, *obs_shape] -> features [N, output_size]``.
 
-    Images (3-dim Box) go through a Nature-CNN followed by ``hidden_sizes`` (usually none);
-    anything else is flattened (Dict/Tuple fields concatenated) into an MLP.
+    Images (3-dim Box) go through a CNN followed by ``hidden_sizes`` (usually none): the
+    Nature-CNN when both sides are at least ``NATURE_MIN_SIDE`` pixels (the smallest its conv
+    stack accepts), else MinAtar's network (Young & Tian 2019: one 3x3 conv with 16 channels,
+    128 features). Anything else is flattened (Dict/Tuple fields concatenated) into an MLP.
     """
 
     def __init__(
@@ -49,7 +54,11 @@ class Encoder(nn.Module):
         super().__init__()
         self.image = is_image(observation_space)
         if self.image:
-            self.cnn = NatureCNN(observation_space.shape, feature_size=cnn_feature_size)
+            shape = observation_space.shape
+            if min(shape[1:]) >= NATURE_MIN_SIDE:
+                self.cnn = NatureCNN(shape, feature_size=cnn_feature_size)
+            else:
+                self.cnn = NatureCNN(shape, feature_size=128, channels=(16,), kernels=(3,), strides=(1,))
             self.mlp = MLP(self.cnn.output_size, hidden_sizes, activation="relu")
         else:
             self.mlp = MLP(flat_size(observation_space), hidden_sizes, activation=activation)
