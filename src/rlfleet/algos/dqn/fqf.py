@@ -46,6 +46,7 @@ class FQF(IQN):
 
     def gradient_step(self, samples: ReplaySamples, weights: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         c, agent, model = self.config, self.agent, self.agent.model
+        agent.reset_noise()
         inputs = agent.to_model_inputs(*samples.agent_inputs)
         features = model.quantile_net.features(*inputs)  # [N, F]
         taus, tau_hats, entropy = model.fraction_net(features.detach())  # [N, K+1], [N, K], [N]
@@ -60,10 +61,8 @@ class FQF(IQN):
         quantile_loss = quantile_huber_loss(quantile_hats, y, tau_hats, c.kappa)
         fraction_loss = fraction_proposal_loss(quantiles_at_taus, quantile_hats.detach(), taus)
         fraction_loss = fraction_loss - c.fraction_entropy_coef * entropy
-        if weights is not None:
-            quantile_loss_mean, fraction_loss_mean = (quantile_loss * weights).mean(), (fraction_loss * weights).mean()
-        else:
-            quantile_loss_mean, fraction_loss_mean = quantile_loss.mean(), fraction_loss.mean()
+        quantile_loss_mean = self.weighted_mean(quantile_loss, weights)
+        fraction_loss_mean = self.weighted_mean(fraction_loss, weights)
         grad_norm = self.optimizer.step(quantile_loss_mean)
         self.fraction_optimizer.step(fraction_loss_mean)
         return quantile_loss.detach(), {
