@@ -75,8 +75,8 @@ class Case:
     env_id: str
     rlfleet_algorithm: str
     hp: dict[str, Any]
-    rlfleet_overrides: Callable[[dict[str, Any]], list[str]] | None = None
-    sb3_model: Callable[[dict[str, Any], Any, int], Any] | None = None
+    rlfleet_overrides: Callable[[dict[str, Any]], list[str]]
+    sb3_model: Callable[[dict[str, Any], Any, int], Any]
     sb3_n_envs: Callable[[dict[str, Any]], int] = field(default=lambda hp: 1)
 
 
@@ -267,12 +267,7 @@ def dqn_sb3_model(hp: dict[str, Any], env: Any, seed: int) -> Any:
     )
 
 
-# ----- sac-pendulum: extension point ----------------------------------------------------------
-# rlfleet has no SAC yet. Once it registers "sac" (rlfleet.algos.registry.ALGORITHMS), fill in
-# rl-zoo's Pendulum-v1 SAC settings here, write sac_rlfleet_overrides(hp) / sac_sb3_model(hp, env,
-# seed) like the DQN pair above (SB3 train_freq/gradient_steps -> sampler.batch_T/replay_ratio,
-# tau -> the target's Polyak rate, ent_coef="auto" -> automatic temperature) and set them on the
-# Case below; run() refuses the case until both are set.
+# ----- sac-pendulum: rl-baselines3-zoo's tuned SAC Pendulum-v1 ---------------------------------
 
 SAC_PENDULUM_HP: dict[str, Any] = dict(
     total_steps=20_000,
@@ -280,8 +275,73 @@ SAC_PENDULUM_HP: dict[str, Any] = dict(
     eval_interval=2_000,
     eval_episodes=10,
     eval_envs=5,
-    learning_rate=1e-3,
+    learning_rate=1e-3,  # the zoo's only change from SB3's SAC defaults below
+    buffer_size=1_000_000,
+    learning_starts=100,
+    batch_size=256,
+    tau=0.005,
+    gamma=0.99,
+    train_freq=1,
+    gradient_steps=1,
+    hidden=256,  # net_arch=[hidden, hidden], relu, for the actor and both critics
 )
+
+
+def sac_rlfleet_overrides(hp: dict[str, Any]) -> list[str]:
+    # SB3 SAC -> rlfleet SAC:
+    # * one env; a sampler batch of train_freq steps, then gradient_steps updates:
+    #   replay_ratio = gradient_steps * batch_size / train_freq.
+    # * ent_coef="auto" (initial value 1.0, target entropy -dim(A)) -> auto_alpha with alpha 1.0;
+    #   one learning rate for actor, critics and temperature; targets updated every step.
+    # * SB3 acts uniformly at random for the first learning_starts steps -> agent.random_action_steps.
+    hidden = int(hp["hidden"])
+    lr = num(hp["learning_rate"])
+    return [
+        f"sampler.batch_T={hp['train_freq']}",
+        "sampler.batch_B=1",
+        f"algo.actor_lr={lr}",
+        f"algo.critic_lr={lr}",
+        f"algo.alpha_lr={lr}",
+        f"algo.batch_size={hp['batch_size']}",
+        f"algo.replay_size={hp['buffer_size']}",
+        f"algo.learning_starts={hp['learning_starts']}",
+        f"algo.replay_ratio={num(hp['gradient_steps'] * hp['batch_size'] / hp['train_freq'])}",
+        f"algo.gamma={num(hp['gamma'])}",
+        f"algo.tau={num(hp['tau'])}",
+        "algo.auto_alpha=true",
+        "algo.alpha=1.0",
+        "algo.target_update_interval=1",
+        "algo.policy_delay=1",
+        "algo.n_step=1",
+        f"agent.random_action_steps={hp['learning_starts']}",
+        f"model.hidden_sizes=[{hidden},{hidden}]",
+        "model.activation=relu",
+        "env.normalize_obs=false",
+        "env.normalize_reward=false",
+    ]
+
+
+def sac_sb3_model(hp: dict[str, Any], env: Any, seed: int) -> Any:
+    from stable_baselines3 import SAC
+
+    hidden = int(hp["hidden"])
+    return SAC(
+        "MlpPolicy",
+        env,
+        learning_rate=hp["learning_rate"],
+        buffer_size=hp["buffer_size"],
+        learning_starts=hp["learning_starts"],
+        batch_size=hp["batch_size"],
+        tau=hp["tau"],
+        gamma=hp["gamma"],
+        train_freq=hp["train_freq"],
+        gradient_steps=hp["gradient_steps"],
+        ent_coef="auto",
+        policy_kwargs=dict(net_arch=[hidden, hidden]),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
 
 
 CASES: dict[str, Case] = {
@@ -297,20 +357,9 @@ CASES: dict[str, Case] = {
             lambda hp: int(hp["n_envs"]),
         ),
         Case("dqn-cartpole", "CartPole-v1", "dqn", DQN_CARTPOLE_HP, dqn_rlfleet_overrides, dqn_sb3_model),
-        Case("sac-pendulum", "Pendulum-v1", "sac", SAC_PENDULUM_HP),  # no mapping yet: see above
+        Case("sac-pendulum", "Pendulum-v1", "sac", SAC_PENDULUM_HP, sac_rlfleet_overrides, sac_sb3_model),
     )
 }
-
-
-def unavailable_reason(case: Case) -> str | None:
-    """Why ``case`` cannot run (one line), or None."""
-    if case.rlfleet_overrides is not None and case.sb3_model is not None:
-        return None
-    from rlfleet.algos.registry import ALGORITHMS
-
-    if case.rlfleet_algorithm not in ALGORITHMS:
-        return f"{case.name}: {case.rlfleet_algorithm.upper()} is not implemented in rlfleet yet; nothing to compare"
-    return f"{case.name}: the rlfleet/SB3 mapping is not written yet (see the extension point in {Path(__file__).name})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,10 +651,6 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args.worker, args.result)
 
     case = CASES[args.case]
-    reason = unavailable_reason(case)
-    if reason:
-        print(reason, file=sys.stderr)
-        return 2
     hp = parse_hp(case, args.hp)
     if args.steps:
         hp["total_steps"] = args.steps

@@ -191,9 +191,12 @@ def test_gym_env_box_action_clipped_and_discrete_start():
     inner = RecordingEnv(gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, 2.0], np.float32)))
     env = GymEnv(inner)
     assert env.observation_space.dtype == np.float32 and env.reset().dtype == np.float32
+    # Agents act in [-1, 1]; dimension 1 ([0, 2]) is rescaled: a -> 1 + a after clipping.
+    np.testing.assert_array_equal(env.action_space.low, [-1, -1])
+    np.testing.assert_array_equal(env.action_space.high, [1, 1])
     env.step(np.array([-5.0, 0.5]))
     env.step(np.array([0.25, 9.0]))
-    np.testing.assert_array_equal(inner.received[0], [-1.0, 0.5])
+    np.testing.assert_array_equal(inner.received[0], [-1.0, 1.5])
     np.testing.assert_array_equal(inner.received[1], [0.25, 2.0])
 
     inner = RecordingEnv(gym.spaces.Discrete(3, start=-1))

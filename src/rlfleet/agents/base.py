@@ -70,6 +70,11 @@ class Agent:
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
         raise NotImplementedError
 
+    def reset_envs(self, done: torch.Tensor) -> None:
+        """The envs where ``done [B]`` (bool) is set just ended an episode; their next step
+        starts a new one. Agents with per-env state (exploration noise, recurrent state) reset
+        it here; the training sampler calls this after every step in which an episode ended."""
+
     def sample_mode(self, env_steps: int) -> None:
         """Exploring behaviour, for the training sampler; ``env_steps`` drives schedules."""
         self._mode = "sample"

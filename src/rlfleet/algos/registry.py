@@ -16,7 +16,9 @@ from torch import nn
 
 from rlfleet.agents import CategoricalPgAgent, DqnAgent, GaussianPgAgent
 from rlfleet.agents.base import Agent, ModelFactory
+from rlfleet.agents.ddpg import DdpgAgent, DdpgAgentConfig
 from rlfleet.agents.distributional import CategoricalDqnAgent, FqfAgent, IqnAgent, QuantileDqnAgent
+from rlfleet.agents.sac import SacAgent, SacAgentConfig, SacDiscreteAgent
 from rlfleet.algos.base import Algorithm
 from rlfleet.algos.dqn.c51 import CategoricalDQN, RainbowConfig
 from rlfleet.algos.dqn.dqn import DQN, DQNConfig
@@ -26,11 +28,18 @@ from rlfleet.algos.dqn.munchausen import MunchausenDQN, MunchausenDQNConfig, Mun
 from rlfleet.algos.dqn.qr_dqn import QRDQN, QRDQNConfig
 from rlfleet.algos.pg.a2c import A2C, A2CConfig
 from rlfleet.algos.pg.ppo import PPO, PPOConfig
+from rlfleet.algos.qpg.ddpg import DDPG, DDPGConfig
+from rlfleet.algos.qpg.sac import SAC, SACConfig
+from rlfleet.algos.qpg.sac_discrete import SACDiscrete, SACDiscreteConfig
+from rlfleet.algos.qpg.tac import TAC, TACConfig
+from rlfleet.algos.qpg.td3 import TD3, TD3Config
 from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.models import CategoricalActorCriticModel, GaussianActorCriticModel, QModel
+from rlfleet.models.ddpg import DeterministicActorCriticModel
 from rlfleet.models.distributional import CategoricalQModel, ImplicitQuantileModel, QuantileQModel
 from rlfleet.models.fqf import FqfModel
+from rlfleet.models.sac import SacDiscreteModel, SacModel
 
 
 @dataclass
@@ -239,6 +248,56 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             lambda spaces: ImplicitQuantileModel,
             _value_agent(IqnAgent),
             (Discrete,),
+        ),
+        AlgoSpec(
+            "ddpg",
+            "Deep deterministic policy gradient (Lillicrap or Fujimoto form), continuous actions",
+            DDPGConfig,
+            DDPG,
+            DdpgAgentConfig,
+            lambda spaces: DeterministicActorCriticModel,
+            _value_agent(DdpgAgent),
+            (Box,),
+        ),
+        AlgoSpec(
+            "td3",
+            "Twin delayed DDPG (TD3), continuous actions",
+            TD3Config,
+            TD3,
+            DdpgAgentConfig,
+            lambda spaces: functools.partial(DeterministicActorCriticModel, twin_critic=True),
+            _value_agent(DdpgAgent),
+            (Box,),
+        ),
+        AlgoSpec(
+            "sac",
+            "Soft actor-critic: twin critics, squashed Gaussian, automatic or fixed temperature",
+            SACConfig,
+            SAC,
+            SacAgentConfig,
+            lambda spaces: SacModel,
+            _value_agent(SacAgent),
+            (Box,),
+        ),
+        AlgoSpec(
+            "sac_discrete",
+            "Soft actor-critic for discrete actions (exact expectations over actions)",
+            SACDiscreteConfig,
+            SACDiscrete,
+            SacAgentConfig,
+            lambda spaces: SacDiscreteModel,
+            _value_agent(SacDiscreteAgent),
+            (Discrete,),
+        ),
+        AlgoSpec(
+            "tac",
+            "Tsallis actor-critic: SAC with the Tsallis entropy of entropic index q",
+            TACConfig,
+            TAC,
+            SacAgentConfig,
+            lambda spaces: SacModel,
+            _value_agent(SacAgent),
+            (Box,),
         ),
     )
 }

@@ -13,6 +13,7 @@ import yaml
 from rlfleet.algos.registry import AlgoSpec, get_algorithm
 from rlfleet.config.schema import ExperimentConfig, LoggerConfig, RunnerConfig, SamplerConfig
 from rlfleet.config.validate import build_dataclass, check_kwargs, check_value, dataclass_keys, unknown_key_error
+from rlfleet.envs.dmc import is_dmc
 from rlfleet.envs.make import EnvConfig, is_atari
 from rlfleet.errors import ConfigError
 from rlfleet.utils.imports import import_object, looks_like_import_path
@@ -23,9 +24,11 @@ MODEL_SPACE_ARGS = ("observation_space", "action_space")
 
 
 def env_suite(env_id: str) -> str:
-    """The preset suite of an env id: atari, minatar, classic, box2d, mujoco or custom."""
+    """The preset suite of an env id: atari, minatar, dmc, classic, box2d, mujoco or custom."""
     if is_atari(env_id):
         return "atari"
+    if is_dmc(env_id):
+        return "dmc"
     if env_id.startswith("MinAtar/"):
         return "minatar"
     if looks_like_import_path(env_id):

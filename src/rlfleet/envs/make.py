@@ -1,5 +1,6 @@
-"""Build envs from an id: Gymnasium's registry (classic control, Box2D, MuJoCo, Atari ``ALE/...``,
-MinAtar ``MinAtar/...``) or a user class/factory given by import path (``pkg.module:Name``)."""
+"""Build envs from an id: Gymnasium's registry (classic control, Box2D, MuJoCo ``HalfCheetah-v5``,
+Atari ``ALE/...``, MinAtar ``MinAtar/...``), DeepMind Control ``dmc:<domain>-<task>`` (see
+`rlfleet.envs.dmc`) or a user class/factory given by import path (``pkg.module:Name``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlfleet.envs.dmc import dmc_task, is_dmc, make_dmc_env
 from rlfleet.envs.gym_env import GymEnv
 from rlfleet.errors import ConfigError
 from rlfleet.utils.imports import import_object, looks_like_import_path
@@ -44,9 +46,12 @@ class EnvConfig:
     """Which env to build and how.
 
     Attributes:
-        id: a Gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``, ``MinAtar/Breakout-v1``) or an
-            import path ``pkg.module:EnvClass`` of a ``gym.Env`` class or factory.
-        kwargs: keyword arguments passed to ``gym.make`` or to the imported class.
+        id: a Gymnasium id (``CartPole-v1``, ``HalfCheetah-v5``, ``ALE/Pong-v5``,
+            ``MinAtar/Breakout-v1``), a DeepMind Control id ``dmc:<domain>-<task>``
+            (``dmc:cheetah-run``) or an import path ``pkg.module:EnvClass`` of a ``gym.Env``
+            class or factory.
+        kwargs: keyword arguments passed to ``gym.make``, to ``dm_control.suite.load`` or to the
+            imported class.
         max_episode_steps: time limit override (``None`` keeps the registered one).
         normalize_obs: running mean/std observation normalisation (statistics checkpointed).
         normalize_reward: scale rewards by the running std of the discounted return.
@@ -99,6 +104,9 @@ def _register_minatar() -> None:
 
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError (with the closest registered id) for an unknown env id."""
+    if is_dmc(env_id):
+        dmc_task(env_id)
+        return
     if looks_like_import_path(env_id):
         import_object(env_id, what="env")
         return
@@ -169,7 +177,10 @@ def _make_atari(config: EnvConfig, training: bool, render_mode: str | None) -> g
 
 
 def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | None = None) -> gym.Env:
-    """The raw Gymnasium env (with rlfleet's standard wrappers for Atari/MinAtar)."""
+    """The raw Gymnasium env (with rlfleet's standard wrappers for Atari/MinAtar/DMC)."""
+    if is_dmc(config.id):
+        env = make_dmc_env(config.id, config.kwargs, render_mode)
+        return gym.wrappers.TimeLimit(env, config.max_episode_steps) if config.max_episode_steps else env
     if looks_like_import_path(config.id):
         factory = import_object(config.id, what="env")
         kwargs = dict(config.kwargs)

@@ -134,6 +134,8 @@ class Sampler:
                 if self.obs_normalizer is not None:
                     final = self.obs_normalizer(final, update=False)
                 samples.env.final_observation[t][truncated] = final
+            if not not_done.all():
+                agent.reset_envs(torch.from_numpy(~not_done))
             np.multiply(action, not_done.reshape(not_done_shape), out=prev_action, casting="unsafe")
             np.multiply(samples.env.reward[t], not_done, out=prev_reward)
         last_obs = map_buffer(np.copy, self._observation(update=False))

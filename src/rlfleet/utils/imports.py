@@ -9,7 +9,10 @@ from rlfleet.errors import ConfigError
 
 
 def looks_like_import_path(name: str) -> bool:
-    return ":" in name and "/" not in name
+    """``pkg.module:Name``: a dotted module path and an identifier (so ``dmc:cheetah-run`` and
+    ``ALE/Pong-v5`` are not)."""
+    module, sep, attr = name.partition(":")
+    return bool(sep) and attr.isidentifier() and all(part.isidentifier() for part in module.split("."))
 
 
 def import_object(path: str, what: str = "object") -> Any:

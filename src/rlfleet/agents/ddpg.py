@@ -1,0 +1,161 @@
+"""Deterministic-policy agent (DDPG, TD3): ``mu(s)`` plus exploration noise, and target copies
+of the actor and the critic."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlfleet.agents.base import Agent, AgentStep, ModelFactory
+from rlfleet.distributions.noise import GaussianNoise, OrnsteinUhlenbeckNoise
+from rlfleet.envs.spaces import Box, EnvSpaces
+from rlfleet.errors import ConfigError
+from rlfleet.utils.namedarraytuple import namedarraytuple
+
+AgentInfo = namedarraytuple("AgentInfo", ["mu"])
+
+NOISES = ("gaussian", "ou", "none")
+
+
+@dataclass
+class DdpgAgentConfig:
+    """Exploration of a deterministic policy (actions in [-1, 1]).
+
+    Attributes:
+        exploration_noise: ``gaussian`` (independent per step; Fujimoto et al. 2018), ``ou``
+            (Ornstein-Uhlenbeck, one process per env, restarted at every episode start;
+            Lillicrap et al. 2016) or ``none``.
+        noise_std: standard deviation of the Gaussian noise.
+        ou_theta: OU mean-reversion rate.
+        ou_sigma: OU diffusion scale.
+        ou_dt: OU time step (1e-2 as in OpenAI Baselines and Stable-Baselines3; 1 gives
+            rllab's undiscretised recursion).
+        random_action_steps: env steps at the start of training with uniform random actions
+            instead of the policy (Stable-Baselines3's behaviour before ``learning_starts``;
+            the TD3 paper's initial pure exploration). 0 disables.
+    """
+
+    exploration_noise: str = "gaussian"
+    noise_std: float = 0.1
+    ou_theta: float = 0.15
+    ou_sigma: float = 0.2
+    ou_dt: float = 1e-2
+    random_action_steps: int = 0
+
+
+class DdpgAgent(Agent):
+    """Acts with ``a = clip(mu(s) + noise, -1, 1)`` while sampling and ``mu(s)`` in evaluation;
+    holds ``target_model`` (actor and critic) for bootstrapping.
+
+    The model is a `DeterministicActorCriticModel` (or any module with ``actor`` and ``critic``
+    submodules, ``forward`` acting as the actor, ``q`` and ``q1``). The noise comes from the
+    agent's sampling generator. The OU process of an env restarts when the sampler reports the
+    end of its episode (``reset_envs``).
+
+    Args:
+        model_factory, device: as for `Agent`.
+        exploration_noise, noise_std, ou_theta, ou_sigma, ou_dt, random_action_steps: as in
+            `DdpgAgentConfig`.
+    """
+
+    def __init__(
+        self,
+        model_factory: ModelFactory,
+        device: str = "cpu",
+        exploration_noise: str = "gaussian",
+        noise_std: float = 0.1,
+        ou_theta: float = 0.15,
+        ou_sigma: float = 0.2,
+        ou_dt: float = 1e-2,
+        random_action_steps: int = 0,
+    ):
+        super().__init__(model_factory, device)
+        if exploration_noise not in NOISES:
+            raise ConfigError(f"agent.exploration_noise {exploration_noise!r} is not one of {', '.join(NOISES)}")
+        self.noise: GaussianNoise | OrnsteinUhlenbeckNoise | None = None
+        if exploration_noise == "ou":
+            self.noise = OrnsteinUhlenbeckNoise(ou_theta, ou_sigma, ou_dt)
+        elif exploration_noise == "gaussian":
+            self.noise = GaussianNoise(noise_std)
+        self.random_action_steps = random_action_steps
+        self._sampled_steps = 0  # env steps so far, counted per step within a sampler batch
+
+    def check_spaces(self, env_spaces: EnvSpaces) -> None:
+        space = env_spaces.action
+        if not isinstance(space, Box):
+            raise ConfigError(f"this agent needs a Box action space, got {type(space).__name__}")
+        if not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
+            raise ConfigError(
+                f"this agent acts in [-1, 1]; the action space has bounds [{space.low.min()}, {space.high.max()}] "
+                "(the env adapter rescales bounded Box actions to [-1, 1]; unbounded ones are not supported)"
+            )
+
+    def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
+        super().initialize(env_spaces, seed)
+        self.target_model = copy.deepcopy(self.model)
+        self.target_model.requires_grad_(False)
+
+    def __call__(self, observation, prev_action, prev_reward) -> torch.Tensor:
+        """``mu(s) [..., *action_shape]`` with the caller's leading dims."""
+        return self.model(*self.to_model_inputs(observation, prev_action, prev_reward))
+
+    def q(self, observation, action: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The critic ``Q(s, a) [...]`` (a pair for twin critics)."""
+        observation, action = self.to_model_inputs(observation, action)
+        return self.model.q(observation, action)
+
+    def q1(self, observation, action: torch.Tensor) -> torch.Tensor:
+        """The critic the actor climbs, ``Q_1(s, a) [...]`` (the only one without twins)."""
+        observation, action = self.to_model_inputs(observation, action)
+        return self.model.q1(observation, action)
+
+    def target_pi(self, observation) -> torch.Tensor:
+        """The target actor ``mu'(s)``."""
+        return self.target_model(*self.to_model_inputs(observation), None, None)
+
+    def target_q(self, observation, action: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The target critic ``Q'(s, a)``."""
+        observation, action = self.to_model_inputs(observation, action)
+        return self.target_model.q(observation, action)
+
+    @torch.no_grad()
+    def step(self, observation, prev_action, prev_reward) -> AgentStep:
+        mu = self(observation, prev_action, prev_reward).cpu()
+        if self._mode == "eval":
+            action = mu
+        elif self._sampled_steps < self.random_action_steps:
+            action = torch.rand(mu.shape, generator=self.rng) * 2 - 1
+        elif self.noise is None:
+            action = mu
+        else:
+            action = (mu + self.noise.sample(tuple(mu.shape), generator=self.rng)).clamp(-1.0, 1.0)
+        if self._mode != "eval":
+            self._sampled_steps += len(mu)
+        return AgentStep(action=action, agent_info=AgentInfo(mu=mu))
+
+    def reset_envs(self, done: torch.Tensor) -> None:
+        if self.noise is not None:
+            self.noise.reset(done)
+
+    def sample_mode(self, env_steps: int) -> None:
+        super().sample_mode(env_steps)
+        self._sampled_steps = env_steps
+
+    def update_target(self, tau: float) -> None:
+        """``target <- tau * online + (1 - tau) * target`` for actor and critic."""
+        with torch.no_grad():
+            for t, p in zip(self.target_model.parameters(), self.model.parameters()):
+                t.lerp_(p, tau)
+
+    def state_dict(self) -> dict:
+        noise = self.noise.state_dict() if self.noise is not None else {}
+        return {**super().state_dict(), "target_model": self.target_model.state_dict(), "noise": noise}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.target_model.load_state_dict(state["target_model"])
+        if self.noise is not None:
+            self.noise.load_state_dict(state["noise"])
