@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent: rlfleet train ALGO -e ENV [key=value ...]")
     train.add_argument("algorithm", nargs="?", help="algorithm name (see `rlfleet list`)")
     train.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. algo.lr=3e-4 sampler.batch_B=16")
-    train.add_argument("-e", "--env", help="Gymnasium id (CartPole-v1, ALE/Pong-v5, ...) or pkg.module:EnvClass")
+    train.add_argument(
+        "-e", "--env", help="Gymnasium id (CartPole-v1, ALE/Pong-v5, ...), dmc:<domain>-<task> or pkg.module:EnvClass"
+    )
     train.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     train.add_argument("--name", default=None, help="run name (default: a timestamp)")
     train.add_argument("--config", default=None, help="YAML config file (e.g. a run's config.yaml)")
@@ -104,16 +106,18 @@ def _list() -> int:
     from rlfleet.config.loader import available_presets
 
     presets = available_presets()
+    width = max(map(len, ALGORITHMS))
     print("algorithms:")
     for name, spec in sorted(ALGORITHMS.items()):
-        print(f"  {name:<6} {spec.description}")
-        print(f"         presets: {', '.join(presets.get(name, [])) or '-'}")
+        print(f"  {name:<{width}} {spec.description}")
+        print(f"  {'':<{width}} presets: {', '.join(presets.get(name, [])) or '-'}")
     print("env suites (preset chosen from the env id):")
     print("  classic  Gymnasium classic control (CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1)")
     print("  box2d    LunarLander-v3, BipedalWalker-v3, CarRacing-v3 (extra: box2d)")
     print("  mujoco   HalfCheetah-v5, Hopper-v5, ... (extra: mujoco)")
     print("  atari    ALE/<Game>-v5 with standard preprocessing (extra: atari)")
     print("  minatar  MinAtar/<Game>-v1 (extra: minatar)")
+    print("  dmc      dmc:<domain>-<task>, e.g. dmc:cheetah-run (extra: dmc, needs mujoco < 4)")
     print("  custom   any pkg.module:EnvClass import path")
     return 0
 
