@@ -1,13 +1,17 @@
 """``rlfleet bench``: suites as data, one fresh process per run, a report with plots."""
 
+import dataclasses
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from rlfleet.bench import _median_or_none, load_suite
+from rlfleet.bench import RESULT_FILE, BenchEntry, Suite, _median_or_none, load_suite, run_one, run_suite
 from rlfleet.errors import ConfigError
+from rlfleet.experiment import run_path
 
 QUICK = ["runner.eval_interval_steps=1024", "runner.log_interval_steps=1024", "sampler.batch_T=64"]
 
@@ -86,3 +90,18 @@ def test_bench_cli_writes_report_and_plots(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![CartPole-v1](tiny_CartPole-v1.png)" in report
     assert len(list((tmp_path / "runs" / "CartPole-v1" / "ppo").glob("*/seed*"))) == 2
+
+
+def test_interrupted_suite_is_finished_under_its_name(tmp_path):
+    entry = BenchEntry("ppo", "CartPole-v1", steps=2048, threshold=0, seeds=[0, 1], overrides=QUICK)
+    suite = Suite("tiny", [entry])
+    runs = str(tmp_path / "runs")
+    first = run_one(entry, 0, runs, "named")  # seed 0 finished before the interruption
+    interrupted = run_path("CartPole-v1", "ppo", "named", 1, runs)
+    interrupted.mkdir(parents=True)
+    (interrupted / "progress.csv").write_text("Iteration\n")  # a run killed before its first checkpoint
+    report = run_suite(suite, runs_root=runs, out_dir=tmp_path / "report", name="named")
+    result_0 = json.loads((Path(first.run_dir) / RESULT_FILE).read_text())
+    assert result_0 == dataclasses.asdict(first)  # reused, not trained again
+    assert (interrupted / RESULT_FILE).is_file()  # restarted from scratch and finished
+    assert "| ppo | CartPole-v1 | 2,048 | 2 |" in report.read_text()

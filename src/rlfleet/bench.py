@@ -13,8 +13,11 @@ learning curves per env.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import json
 import multiprocessing
 import resource
+import shutil
 import statistics
 import sys
 import time
@@ -64,6 +67,9 @@ class Suite:
     description: str = ""
 
 
+RESULT_FILE = "bench_result.json"
+
+
 @dataclass
 class SeedResult:
     """What one training run gave."""
@@ -100,27 +106,40 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResult:
-    """Train one seed (in the calling process) and measure it."""
-    from rlfleet.experiment import train
+    """Train one seed (in the calling process) and measure it.
+
+    A seed whose run directory already holds its result (``RESULT_FILE``, written when a run
+    finishes) is not trained again; one that was interrupted continues from its latest
+    checkpoint (or starts over without one). So a suite stopped half way and started again with
+    the same ``name`` only does what is left."""
+    from rlfleet.checkpoint import Checkpointer
+    from rlfleet.experiment import run_path, train
     from rlfleet.plotting import load_run
 
+    run_dir = run_path(entry.env, entry.algorithm, f"{name}-{entry.label}" if entry.label else name, seed, runs_root)
+    if (run_dir / RESULT_FILE).is_file():
+        return SeedResult(**json.loads((run_dir / RESULT_FILE).read_text()))
     start = time.perf_counter()
     overrides = [*entry.overrides, f"runner.n_steps={entry.steps}", "logger.console=false", "logger.tensorboard=false"]
-    run_dir, _ = train(
-        entry.algorithm,
-        entry.env,
-        overrides,
-        seed=seed,
-        name=f"{name}-{entry.label}" if entry.label else name,
-        config_file=entry.preset,
-        root=runs_root,
-    )
+    if (run_dir / "checkpoints").is_dir() and Checkpointer(run_dir / "checkpoints").checkpoints():
+        train(resume=run_dir, overrides=[f"runner.n_steps={entry.steps}"])
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        train(
+            entry.algorithm,
+            entry.env,
+            overrides,
+            seed=seed,
+            name=run_dir.parent.name,
+            config_file=entry.preset,
+            root=runs_root,
+        )
     wall = time.perf_counter() - start
     _, _, progress = load_run(run_dir)
     evals = progress.dropna(subset=["EvalReturnAverage"])
     hit = evals[evals["EvalReturnAverage"] >= entry.threshold]
     last = progress.iloc[-1]
-    return SeedResult(
+    result = SeedResult(
         run_dir=str(run_dir),
         final_return=float(evals["EvalReturnAverage"].iloc[-1]),
         steps_to_threshold=int(hit["CumSteps"].iloc[0]) if len(hit) else None,
@@ -129,6 +148,9 @@ def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResu
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         wall_time=wall,
     )
+    with atomic_write(run_dir / RESULT_FILE) as f:
+        json.dump(dataclasses.asdict(result), f)
+    return result
 
 
 def run_suite(
@@ -137,9 +159,12 @@ def run_suite(
     runs_root: str = "runs/bench",
     out_dir: str | Path = "docs/benchmarks",
     seeds: list[int] | None = None,
+    name: str | None = None,
 ) -> Path:
-    """Run every (entry, seed), each in a fresh process, ``workers`` at a time; write the report."""
-    name = time.strftime(f"{suite.name}-%Y%m%d-%H%M%S")
+    """Run every (entry, seed), each in a fresh process, ``workers`` at a time; write the report.
+    Runs are named ``name`` (default: the suite and a timestamp); giving the name of an
+    interrupted suite finishes it (see `run_one`)."""
+    name = name or time.strftime(f"{suite.name}-%Y%m%d-%H%M%S")
     jobs = [(i, seed) for i, entry in enumerate(suite.entries) for seed in (seeds or entry.seeds)]
     results: dict[int, list[SeedResult]] = {i: [] for i in range(len(suite.entries))}
     pool_options: dict[str, Any] = {"mp_context": multiprocessing.get_context("spawn")}

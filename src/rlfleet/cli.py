@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, nargs="+", default=None, help="override every entry's seeds")
     bench.add_argument("--runs-dir", default="runs/bench")
     bench.add_argument("--out-dir", default="docs/benchmarks")
+    bench.add_argument(
+        "--name", default=None, help="run name (default: suite and timestamp); reuse one to finish an interrupted suite"
+    )
 
     plot = sub.add_parser("plot", help="learning curves of run directories (seeds aggregated)")
     plot.add_argument("run_dirs", nargs="+")
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs_root=args.runs_dir,
                 out_dir=args.out_dir,
                 seeds=args.seeds,
+                name=args.name,
             )
             print(f"report: {report}")
             return 0

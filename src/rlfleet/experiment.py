@@ -88,8 +88,12 @@ def model_factory(config: ExperimentConfig, env_spaces: EnvSpaces):
 
 def run_dir_for(config: ExperimentConfig, name: str, root: str | Path = "runs") -> Path:
     """``runs/<env>/<algo>/<name>/seed<N>`` (``/`` and ``:`` in env ids become ``-``)."""
-    env = re.sub(r"[/:]", "-", config.env.id)
-    return Path(root) / env / config.algorithm / name / f"seed{config.seed}"
+    return run_path(config.env.id, config.algorithm, name, config.seed, root)
+
+
+def run_path(env_id: str, algorithm: str, name: str, seed: int, root: str | Path = "runs") -> Path:
+    """The run directory of ``(env, algorithm, name, seed)`` under ``root``."""
+    return Path(root) / re.sub(r"[/:]", "-", env_id) / algorithm / name / f"seed{seed}"
 
 
 def build_experiment(
