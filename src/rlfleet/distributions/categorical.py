@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from rlfleet.utils.namedarraytuple import namedarraytuple
+from rlfleet.utils.rng import rand
 
 DistInfo = namedarraytuple("DistInfo", ["logits"])  # logits: [...,n]
 
@@ -20,7 +21,7 @@ class Categorical:
         """Inverse-CDF sampling: the number of CDF entries below a uniform draw (one draw per
         sample; cheaper than ``torch.multinomial`` for the small batches of acting)."""
         cdf = F.softmax(dist_info.logits, dim=-1).cumsum(dim=-1)
-        u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device)
+        u = rand(cdf.shape[:-1] + (1,), generator, cdf.device)
         return (cdf < u).sum(dim=-1).clamp_(max=self.n - 1)
 
     def mode(self, dist_info: DistInfo) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from rlfleet.utils.rng import rand, randint
+
 
 class EpsilonGreedy:
     """With probability ``epsilon`` a uniform random action, else ``argmax_a Q(s, a)``.
@@ -19,6 +21,6 @@ class EpsilonGreedy:
     def sample(self, q: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         greedy = q.argmax(dim=-1)
         shape = greedy.shape
-        random_action = torch.randint(self.n, shape, generator=generator, device=q.device)
-        explore = torch.rand(shape, generator=generator, device=q.device) < self.epsilon
+        random_action = randint(self.n, shape, generator, q.device)
+        explore = rand(shape, generator, q.device) < self.epsilon
         return torch.where(explore, random_action, greedy)

@@ -7,6 +7,7 @@ import math
 import torch
 
 from rlfleet.utils.namedarraytuple import namedarraytuple
+from rlfleet.utils.rng import randn
 
 DistInfoStd = namedarraytuple("DistInfoStd", ["mean", "log_std"])  # each [...,dim]
 
@@ -30,7 +31,7 @@ class Gaussian:
         return dist_info.log_std.clamp(self.min_log_std, self.max_log_std)
 
     def sample_pre_squash(self, dist_info: DistInfoStd, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(dist_info.mean.shape, generator=generator, device=dist_info.mean.device)
+        noise = randn(dist_info.mean.shape, generator, dist_info.mean.device)
         return dist_info.mean + noise * self._log_std(dist_info).exp()
 
     def sample(self, dist_info: DistInfoStd, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from rlfleet.algos.qpg.ddpg import DDPG, DDPGConfig
 from rlfleet.errors import ConfigError
 from rlfleet.replays.n_step import ReplaySamples
+from rlfleet.utils.rng import randn
 
 
 @dataclass
@@ -32,7 +33,7 @@ def smoothed_target_action(
 ) -> torch.Tensor:
     """``clip(mu'(s') + clip(eps, -c, c), -1, 1)`` with ``eps ~ N(0, noise_std^2)``; ``target_mu
     [N, *action_shape]``, noise drawn on the CPU from ``generator``."""
-    noise = (torch.randn(target_mu.shape, generator=generator) * noise_std).clamp(-noise_clip, noise_clip)
+    noise = (randn(target_mu.shape, generator, target_mu.device) * noise_std).clamp(-noise_clip, noise_clip)
     return (target_mu + noise.to(target_mu.device)).clamp(-1.0, 1.0)
 
 
