@@ -18,6 +18,13 @@ AgentStep = namedarraytuple("AgentStep", ["action", "agent_info"])
 ModelFactory = Callable[[EnvSpaces], nn.Module]
 
 
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """``target <- tau * online + (1 - tau) * target`` over all parameters, in one batched op
+    (tau = 1 copies); buffers (e.g. noisy layers' noise) are left alone."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
 class Agent:
     """Owns a model and acts with it.
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlfleet.agents.base import Agent, AgentStep, ModelFactory
+from rlfleet.agents.base import Agent, AgentStep, ModelFactory, polyak_update
 from rlfleet.distributions.noise import GaussianNoise, OrnsteinUhlenbeckNoise
 from rlfleet.envs.spaces import Box, EnvSpaces
 from rlfleet.errors import ConfigError
@@ -146,9 +146,7 @@ class DdpgAgent(Agent):
 
     def update_target(self, tau: float) -> None:
         """``target <- tau * online + (1 - tau) * target`` for actor and critic."""
-        with torch.no_grad():
-            for t, p in zip(self.target_model.parameters(), self.model.parameters()):
-                t.lerp_(p, tau)
+        polyak_update(self.target_model, self.model, tau)
 
     def state_dict(self) -> dict:
         noise = self.noise.state_dict() if self.noise is not None else {}

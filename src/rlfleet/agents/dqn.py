@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from rlfleet.agents.base import Agent, AgentStep
+from rlfleet.agents.base import Agent, AgentStep, polyak_update
 from rlfleet.distributions import EpsilonGreedy
 from rlfleet.envs.spaces import Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
@@ -101,12 +101,10 @@ class DqnAgent(Agent):
 
     def update_target(self, tau: float = 1.0) -> None:
         """``target <- tau * online + (1 - tau) * target`` (tau=1: hard copy)."""
-        with torch.no_grad():
-            if tau >= 1.0:
-                self.target_model.load_state_dict(self.model.state_dict())
-                return
-            for t, p in zip(self.target_model.parameters(), self.model.parameters()):
-                t.lerp_(p, tau)
+        if tau >= 1.0:
+            self.target_model.load_state_dict(self.model.state_dict())
+        else:
+            polyak_update(self.target_model, self.model, tau)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "target_model": self.target_model.state_dict()}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlfleet.agents.base import Agent, AgentStep
+from rlfleet.agents.base import Agent, AgentStep, polyak_update
 from rlfleet.distributions import Categorical, DistInfo, DistInfoStd, Gaussian
 from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
@@ -56,9 +56,7 @@ class _SoftActorCriticAgent(Agent):
 
     def update_target(self, tau: float) -> None:
         """``target_critic <- tau * critic + (1 - tau) * target_critic`` (tau = 1: hard copy)."""
-        with torch.no_grad():
-            for t, p in zip(self.target_critic.parameters(), self.model.critic.parameters()):
-                t.lerp_(p, tau)
+        polyak_update(self.target_critic, self.model.critic, tau)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "target_critic": self.target_critic.state_dict()}

@@ -115,14 +115,15 @@ class OffPolicyAlgorithm(Algorithm):
             else:
                 samples, weights = self.replay.sample(c.batch_size), None
             priority, diagnostics = self.gradient_step(samples, weights)
+            priority = priority.abs()
             if c.prioritized:
-                self.replay.update_priorities(sampled.indices, priority.abs())
+                self.replay.update_priorities(sampled.indices, priority)
             self.updates += 1
             self.samples_trained += c.batch_size
             self.after_update()
             for key, value in diagnostics.items():
                 stats[key].append(value)
-            stats["priority"].append(priority.abs().mean())
+            stats["priority"].append(priority.mean())
         out = {k: torch.stack(v).mean().item() for k, v in stats.items()}
         if c.prioritized:
             out["beta"] = self.beta(env_steps)

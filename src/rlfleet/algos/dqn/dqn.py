@@ -67,16 +67,22 @@ class DQN(OffPolicyAlgorithm):
         c = self.config
         self.optimizer = FlatOptimizer(agent.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)
 
-    def bootstrap(self, return_: torch.Tensor, discount: torch.Tensor, next_value: torch.Tensor) -> torch.Tensor:
-        """``R + discount * next_value`` (or its transformed form); ``return_`` and ``discount``
-        are ``[N]``, ``next_value`` is ``[N]`` or ``[N, M]`` (one target per quantile)."""
+    def to_value_space(self, q: torch.Tensor) -> torch.Tensor:
+        """Network outputs to returns: ``h^-1(q)`` with ``value_transform``, else ``q``."""
         c = self.config
+        return h_inverse(q, c.value_transform_eps) if c.value_transform else q
+
+    def from_value_space(self, y: torch.Tensor) -> torch.Tensor:
+        """Returns to network outputs: ``h(y)`` with ``value_transform``, else ``y``."""
+        c = self.config
+        return h(y, c.value_transform_eps) if c.value_transform else y
+
+    def bootstrap(self, return_: torch.Tensor, discount: torch.Tensor, next_value: torch.Tensor) -> torch.Tensor:
+        """``R + discount * next_value`` (through the transform); ``return_`` and ``discount``
+        are ``[N]``, ``next_value`` is ``[N]`` or ``[N, M]`` (one target per quantile)."""
         if next_value.dim() > return_.dim():
             return_, discount = return_.unsqueeze(-1), discount.unsqueeze(-1)
-        if c.value_transform:
-            eps = c.value_transform_eps
-            return h(return_ + discount * h_inverse(next_value, eps), eps)
-        return return_ + discount * next_value
+        return self.from_value_space(return_ + discount * self.to_value_space(next_value))
 
     def next_action(self, next_q_target: torch.Tensor, samples: ReplaySamples) -> torch.Tensor:
         """``a* [N]`` at ``s_{t+n}``: argmax of the online net's Q-values (double) or of the
@@ -85,16 +91,21 @@ class DQN(OffPolicyAlgorithm):
             next_q_target = self.agent.q_values(self.agent(*samples.bootstrap_inputs))
         return next_q_target.argmax(dim=-1)
 
+    def target(self, samples: ReplaySamples) -> torch.Tensor:
+        """``y [N]``: the regression target of ``Q(s_t, a_t)`` (no gradient)."""
+        agent = self.agent
+        target_q = agent.target(*samples.bootstrap_inputs)
+        next_action = self.next_action(target_q, samples)
+        next_q = target_q.gather(-1, next_action.unsqueeze(-1)).squeeze(-1)
+        return self.bootstrap(samples.return_, samples.discount, next_q)
+
     def loss(self, samples: ReplaySamples) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(loss [N], priority [N])``: per-sample loss and the error PER stores."""
-        c, agent = self.config, self.agent
-        q = agent(*samples.agent_inputs)
+        c = self.config
+        q = self.agent(*samples.agent_inputs)
         q_taken = q.gather(-1, samples.action.long().unsqueeze(-1)).squeeze(-1)
         with torch.no_grad():
-            target_q = agent.target(*samples.bootstrap_inputs)
-            next_action = self.next_action(target_q, samples)
-            next_q = target_q.gather(-1, next_action.unsqueeze(-1)).squeeze(-1)
-            y = self.bootstrap(samples.return_, samples.discount, next_q)
+            y = self.target(samples)
         if c.loss == "huber":
             loss = F.huber_loss(q_taken, y, delta=c.huber_delta, reduction="none")
         else:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from rlfleet.algos.dqn.dqn import DQN, DQNConfig
 from rlfleet.algos.dqn.iqn import IQN, IQNConfig
 from rlfleet.algos.dqn.losses import munchausen_quantile_target, munchausen_target, quantile_huber_loss
-from rlfleet.algos.dqn.value_transform import h, h_inverse
 from rlfleet.replays.n_step import ReplaySamples
 
 
@@ -51,33 +49,19 @@ class MunchausenDQN(DQN):
 
     config: MunchausenDQNConfig
 
-    def loss(self, samples: ReplaySamples) -> tuple[torch.Tensor, torch.Tensor]:
+    def target(self, samples: ReplaySamples) -> torch.Tensor:
         c, agent = self.config, self.agent
-        q = agent(*samples.agent_inputs)
-        q_taken = q.gather(-1, samples.action.long().unsqueeze(-1)).squeeze(-1)
-        with torch.no_grad():
-            q_target_s = agent.target(*samples.agent_inputs)
-            q_target_next = agent.target(*samples.bootstrap_inputs)
-            if c.value_transform:
-                q_target_s = h_inverse(q_target_s, c.value_transform_eps)
-                q_target_next = h_inverse(q_target_next, c.value_transform_eps)
-            y = munchausen_target(
-                samples.return_,
-                samples.discount,
-                q_target_s,
-                samples.action.long(),
-                q_target_next,
-                c.entropy_tau,
-                c.munchausen_alpha,
-                c.log_policy_clip,
-            )
-            if c.value_transform:
-                y = h(y, c.value_transform_eps)
-        if c.loss == "huber":
-            loss = F.huber_loss(q_taken, y, delta=c.huber_delta, reduction="none")
-        else:
-            loss = F.mse_loss(q_taken, y, reduction="none")
-        return loss, (y - q_taken).detach()
+        y = munchausen_target(
+            samples.return_,
+            samples.discount,
+            self.to_value_space(agent.target(*samples.agent_inputs)),
+            samples.action.long(),
+            self.to_value_space(agent.target(*samples.bootstrap_inputs)),
+            c.entropy_tau,
+            c.munchausen_alpha,
+            c.log_policy_clip,
+        )
+        return self.from_value_space(y)
 
 
 class MunchausenIQN(IQN):
@@ -92,22 +76,18 @@ class MunchausenIQN(IQN):
         taken, taus = self.quantiles_taken(samples)
         with torch.no_grad():
             target_taus = agent.sample_taus((len(taken),), c.n_target_quantiles)
-            quantiles_s = agent.target(*samples.agent_inputs, target_taus)  # [N, A, n']
-            next_quantiles = agent.target(*samples.bootstrap_inputs, target_taus).transpose(1, 2)  # [N, n', A]
-            if c.value_transform:
-                quantiles_s = h_inverse(quantiles_s, c.value_transform_eps)
-                next_quantiles = h_inverse(next_quantiles, c.value_transform_eps)
+            quantiles_s = self.to_value_space(agent.target(*samples.agent_inputs, target_taus))  # [N, A, n']
+            next_quantiles = self.to_value_space(agent.target(*samples.bootstrap_inputs, target_taus))
             y = munchausen_quantile_target(
                 samples.return_,
                 samples.discount,
                 quantiles_s.mean(dim=-1),
                 samples.action.long(),
-                next_quantiles,
+                next_quantiles.transpose(1, 2),  # [N, n', A]
                 c.entropy_tau,
                 c.munchausen_alpha,
                 c.log_policy_clip,
             )
-            if c.value_transform:
-                y = h(y, c.value_transform_eps)
+            y = self.from_value_space(y)
         loss = quantile_huber_loss(taken, y, taus, c.kappa)
         return loss, loss.detach()
