@@ -23,8 +23,9 @@ class TwoGoalCorridor(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, length: int = 11, wrong_end_penalty: float = 20.0, max_steps: int = 30,
-                 render_mode: str | None = None):
+    def __init__(
+        self, length: int = 11, wrong_end_penalty: float = 20.0, max_steps: int = 30, render_mode: str | None = None
+    ):
         self.length, self.wrong_end_penalty, self.max_steps = length, wrong_end_penalty, max_steps
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0.0, 1.0, (length + 2,), np.float32)

@@ -87,8 +87,13 @@ def test_value_based_learns_two_goal_corridor(tmp_path, algorithm):
 
 
 def test_sac_discrete_learns_two_goal_corridor(tmp_path):
-    overrides = ["sampler.batch_T=4", "algo.learning_starts=200", "algo.batch_size=32", "algo.gamma=0.95",
-                 "model.hidden_sizes=[64,64]"]
+    overrides = [
+        "sampler.batch_T=4",
+        "algo.learning_starts=200",
+        "algo.batch_size=32",
+        "algo.gamma=0.95",
+        "model.hidden_sizes=[64,64]",
+    ]
     returns = run(tmp_path, "sac_discrete", CORRIDOR, overrides, 3000)
     assert returns[0] <= -10.0, returns
     assert returns[-1] == pytest.approx(CORRIDOR_OPTIMUM), returns
