@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rlfleet.algos.registry import AlgoSpec, get_algorithm
-from rlfleet.config.schema import ExperimentConfig, LoggerConfig, RunnerConfig, SamplerConfig
+from rlfleet.config.schema import (
+    RUNNER_KINDS,
+    SAMPLER_KINDS,
+    ExperimentConfig,
+    LoggerConfig,
+    RunnerConfig,
+    SamplerConfig,
+)
 from rlfleet.config.validate import build_dataclass, check_kwargs, check_value, dataclass_keys, unknown_key_error
 from rlfleet.envs.dmc import is_dmc
 from rlfleet.envs.make import EnvConfig, is_atari
@@ -163,10 +171,18 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
     env = kwargs.get("env")
     if env is not None and looks_like_import_path(env.id):
         check_kwargs(import_object(env.id, what="env"), env.kwargs, "env.kwargs")
-    sampler = kwargs.get("sampler")
-    if sampler is not None and sampler.kind not in ("serial", "parallel"):
-        raise ConfigError(f"sampler.kind {sampler.kind!r} is not one of 'serial', 'parallel'")
+    check_choice("sampler.kind", kwargs.get("sampler"), SAMPLER_KINDS)
+    check_choice("runner.kind", kwargs.get("runner"), RUNNER_KINDS)
     return ExperimentConfig(**kwargs)
+
+
+def check_choice(key: str, section: Any, choices: tuple[str, ...]) -> None:
+    """ConfigError naming the closest choice when ``section.kind`` is not one of ``choices``."""
+    if section is None or section.kind in choices:
+        return
+    close = difflib.get_close_matches(str(section.kind), choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"{key} {section.kind!r} is not one of {', '.join(map(repr, choices))}{hint}")
 
 
 def resolve(

@@ -7,6 +7,9 @@ from typing import Any
 
 from rlfleet.envs.make import EnvConfig
 
+SAMPLER_KINDS = ("serial", "parallel")
+RUNNER_KINDS = ("minibatch",)
+
 
 @dataclass
 class SamplerConfig:
@@ -32,6 +35,7 @@ class RunnerConfig:
     """The training loop.
 
     Attributes:
+        kind: one of `RUNNER_KINDS`: ``minibatch`` (sample, then optimise, in this process).
         n_steps: env-step budget.
         log_interval_steps: env steps between progress rows.
         eval_interval_steps: env steps between deterministic evaluations (0: none).
@@ -44,6 +48,7 @@ class RunnerConfig:
         device: torch device of the agent and the update.
     """
 
+    kind: str = "minibatch"
     n_steps: int = 100_000
     log_interval_steps: int = 10_000
     eval_interval_steps: int = 10_000
