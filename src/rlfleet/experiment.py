@@ -29,6 +29,8 @@ from rlfleet.envs.spaces import Box, EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.logging.console import ConsoleProgress
 from rlfleet.logging.progress import ProgressLogger
+from rlfleet.runners.async_rl import AsyncSampler
+from rlfleet.runners.data_parallel_train import train_data_parallel
 from rlfleet.runners.minibatch_rl import MinibatchRl, MinibatchRlEval
 from rlfleet.samplers.evaluation import Evaluator
 from rlfleet.samplers.sampler import Sampler
@@ -43,7 +45,7 @@ class Experiment:
     config: ExperimentConfig
     agent: Agent
     algo: Algorithm
-    sampler: Sampler
+    sampler: Sampler | AsyncSampler
     runner: MinibatchRl
     run_dir: Path | None
 
@@ -106,15 +108,8 @@ def build_experiment(
     env_spaces = env_spaces or probe_spaces(config)
     spec.check_action_space(env_spaces, config.env.id)
 
-    env_factory = functools.partial(make_env, config.env, training=True)
     s = config.sampler
     gamma = getattr(config.algo, "gamma", 0.99)
-    if s.kind == "parallel":
-        from rlfleet.samplers.parallel import ParallelStepper
-
-        stepper = ParallelStepper(env_factory, s.batch_B, discount=gamma, n_workers=s.n_workers)
-    else:
-        stepper = SerialStepper(env_factory, s.batch_B, discount=gamma)
     obs_space = env_spaces.observation
     obs_norm = None
     if config.env.normalize_obs:
@@ -124,13 +119,34 @@ def build_experiment(
     reward_norm = (
         RewardNormalizer(s.batch_B, gamma, clip=config.env.clip_reward) if config.env.normalize_reward else None
     )
-    sampler = Sampler(stepper, s.batch_T, obs_norm, reward_norm)
+    env_factory = functools.partial(make_env, config.env, training=True)
+    if config.runner.kind == "async":  # its sampler process builds the envs (runners/async_rl.py)
+        sampler = AsyncSampler(config, env_spaces, obs_norm, reward_norm)
+    elif s.kind == "parallel":
+        from rlfleet.samplers.parallel import ParallelStepper
+
+        stepper = ParallelStepper(env_factory, s.batch_B, discount=gamma, n_workers=s.n_workers)
+        sampler = Sampler(stepper, s.batch_T, obs_norm, reward_norm)
+    elif s.kind == "alternating":
+        from rlfleet.samplers.alternating import AlternatingSampler, alternating_stepper
+
+        stepper = alternating_stepper(env_factory, s.batch_B, discount=gamma, workers_per_group=s.n_workers)
+        sampler = AlternatingSampler(stepper, s.batch_T, obs_norm, reward_norm)
+    elif s.kind == "envpool":
+        from rlfleet.samplers.envpool_stepper import EnvpoolStepper
+
+        stepper = EnvpoolStepper(config.env, s.batch_B, discount=gamma, n_threads=s.n_workers)
+        sampler = Sampler(stepper, s.batch_T, obs_norm, reward_norm)
+    else:
+        sampler = Sampler(SerialStepper(env_factory, s.batch_B, discount=gamma), s.batch_T, obs_norm, reward_norm)
 
     agent = spec.make_agent(env_spaces, config.agent, model_factory(config, env_spaces), config.runner.device)
     agent.initialize(env_spaces, seed=config.seed)
     sampler.initialize(agent, seed=config.seed)
     algo = spec.algo_class(config.algo)
     algo.initialize(agent, config.runner.n_steps, s.batch_T, s.batch_B)
+    if isinstance(sampler, AsyncSampler):
+        sampler.connect(algo)
     if hasattr(algo, "save_replay"):
         algo.save_replay = config.runner.save_replay
 
@@ -207,10 +223,14 @@ def train(
     """Train a new run (or resume one) and return ``(run_dir, last progress row)``."""
     if resume is not None:
         run_dir = Path(resume)
-        state = load_checkpoint(Checkpointer(run_dir / "checkpoints").latest())
+        checkpoint = Checkpointer(run_dir / "checkpoints").latest()
+        state = load_checkpoint(checkpoint)
         data = apply_overrides(load_yaml(run_dir / "config.yaml"), overrides or [])
         config = validate(data)
         config = validate(data, probe_spaces(config))
+        if config.runner.kind == "data_parallel":
+            save_config(config, run_dir / "config.yaml")
+            return run_dir, train_data_parallel(config, run_dir, checkpoint=checkpoint)
         exp = build_experiment(config, run_dir)
         exact = exp.runner.load_state_dict(state)
         if not exact:
@@ -219,6 +239,9 @@ def train(
     else:
         config, run_dir, env_spaces = prepare_new_run(algorithm, env_id, overrides, seed, name, config_file, root)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if config.runner.kind == "data_parallel":
+            save_config(config, run_dir / "config.yaml")
+            return run_dir, train_data_parallel(config, run_dir, env_spaces)
         exp = build_experiment(config, run_dir, env_spaces)
         save_config(config, run_dir / "config.yaml")
     try:

@@ -10,7 +10,7 @@ The model is used exactly as before; the maths of the step is unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -36,8 +36,14 @@ class FlatOptimizer:
         betas: Adam's moment decay rates.
         rmsprop_alpha: RMSprop smoothing constant.
 
-    ``step(loss)`` zeroes the gradients, backpropagates ``loss``, clips, updates, and returns
-    the gradient norm before clipping (a 0-dim tensor, not synced to the host).
+    ``step(loss)`` zeroes the gradients, backpropagates ``loss``, applies ``grad_hook``, clips,
+    updates, and returns the gradient norm before clipping (a 0-dim tensor, not synced to the
+    host).
+
+    ``grad_hook`` (None by default) is ``f(flat_grad)``, called with the whole gradient
+    (``[n_parameters]``) after backward and before the norm and the clip, to change it in
+    place: the data-parallel runner averages it over replicas there, so the clip and the
+    update see the averaged gradient.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class FlatOptimizer:
         self.kind, self.lr, self.eps, self.max_grad_norm = kind, lr, eps, max_grad_norm
         self.betas, self.rmsprop_alpha = betas, rmsprop_alpha
         self.flat, self.flat_grad, self._grad_views = self._pack(self.parameters)
+        self.grad_hook: Callable[[torch.Tensor], None] | None = None
         self.steps = 0
         self.exp_avg = torch.zeros_like(self.flat) if kind == "adam" else None  # Adam's first moment
         self.exp_avg_sq = torch.zeros_like(self.flat)  # second moment (RMSprop's square average)
@@ -84,6 +91,8 @@ class FlatOptimizer:
         for p, g in zip(self.parameters, self._grad_views):
             p.grad = g  # re-attach in case someone set grads to None; backward adds into g
         loss.backward()
+        if self.grad_hook is not None:
+            self.grad_hook(self.flat_grad)
         with torch.no_grad():
             grad_norm = torch.linalg.vector_norm(self.flat_grad)
             if self.max_grad_norm > 0:

@@ -7,8 +7,8 @@ from typing import Any
 
 from rlfleet.envs.make import EnvConfig
 
-SAMPLER_KINDS = ("serial", "parallel")
-RUNNER_KINDS = ("minibatch",)
+SAMPLER_KINDS = ("serial", "parallel", "alternating", "envpool")
+RUNNER_KINDS = ("minibatch", "data_parallel", "async")
 
 
 @dataclass
@@ -16,12 +16,18 @@ class SamplerConfig:
     """How samples are collected.
 
     Attributes:
-        kind: ``serial`` (envs in this process) or ``parallel`` (worker processes stepping into
-            shared memory; one batched forward pass in this process).
+        kind: one of `SAMPLER_KINDS`: ``serial`` (envs in this process); ``parallel`` (worker
+            processes stepping into shared memory; one batched forward pass in this process);
+            ``alternating`` (two env groups of B/2 in worker processes: the forward pass of
+            one group runs while the other steps; B even; not with ``agent.exploration_noise=ou``);
+            ``envpool`` (envpool's C++ envs for the ids it supports: classic control, Box2D,
+            MuJoCo v5, ``ALE/<Game>-v5``; resumed runs restart their episodes).
         batch_T: time steps per batch.
         batch_B: envs (the batch width B).
-        n_workers: env slices stepped at once for ``parallel``, this process's own slice
-            included (default: one per core, at most B).
+        n_workers: ``parallel``: env slices stepped at once, this process's own slice included
+            (default: one per core, at most B); ``alternating``: worker processes per group
+            (default: half the cores, at least 1, at most B/2); ``envpool``: its C++ threads
+            (default: envpool's).
     """
 
     kind: str = "serial"
@@ -35,7 +41,12 @@ class RunnerConfig:
     """The training loop.
 
     Attributes:
-        kind: one of `RUNNER_KINDS`: ``minibatch`` (sample, then optimise, in this process).
+        kind: one of `RUNNER_KINDS`: ``minibatch`` (sample, then optimise, in this process);
+            ``data_parallel`` (``n_replicas`` processes, each sampling its own envs, gradients
+            averaged over them at every step; on-policy algorithms; see
+            ``runners/data_parallel.py``); ``async`` (sampling in its own process, writing into
+            a shared-memory replay while this process optimises; off-policy algorithms; see
+            ``runners/async_rl.py``).
         n_steps: env-step budget.
         log_interval_steps: env steps between progress rows.
         eval_interval_steps: env steps between deterministic evaluations (0: none).
@@ -45,7 +56,19 @@ class RunnerConfig:
         keep_checkpoints: checkpoints kept on disk.
         save_replay: include the replay buffer in checkpoints (exact off-policy resume).
         torch_threads: torch intra-op threads (1 is fastest for small MLPs).
-        device: torch device of the agent and the update.
+        device: torch device of the agent and the update (``data_parallel`` on CUDA: replica
+            r uses ``cuda:<index + r>``).
+        n_replicas: ``data_parallel``: replicas (processes). ``sampler.*`` and
+            ``algo.minibatch_size`` are per replica: an iteration takes
+            ``n_replicas * batch_T * batch_B`` env steps, each gradient averages ``n_replicas``
+            minibatches, and ``n_steps`` and the intervals count all replicas' env steps.
+        dist_backend: ``data_parallel``: torch.distributed backend, ``gloo`` or ``nccl``
+            (None: nccl on a CUDA device, gloo otherwise).
+        async_lead_batches: ``async``: sampler batches the sampler process may store ahead of
+            the optimiser (>= 1); it waits when that many are stored but not yet trained on, so
+            the replay ratio is held exactly. The replay keeps its oldest
+            ``(async_lead_batches - 1) * batch_T`` time steps out of sampling while they may be
+            overwritten.
     """
 
     kind: str = "minibatch"
@@ -59,6 +82,9 @@ class RunnerConfig:
     save_replay: bool = False
     torch_threads: int = 1
     device: str = "cpu"
+    n_replicas: int = 2
+    dist_backend: str | None = None
+    async_lead_batches: int = 2
 
 
 @dataclass

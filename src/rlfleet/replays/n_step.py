@@ -8,11 +8,17 @@ observation it was cut at (kept aside, since the ring holds the reset observatio
 Observations live in an observation store: `WholeObservations` keeps them as given;
 `StackedFrames` keeps only the newest frame of each frame stack and rebuilds the stacks when
 sampled, which divides the observation memory of an Atari replay by the stack size.
+
+Storage and bookkeeping are separate steps so that another process can write the rows
+(the asynchronous runner): `store` writes a batch into the ring (the arrays can live in shared
+memory, see `allocate` and `attach`); `append` records it (time step counter, final
+observations, and in `PrioritizedReplayBuffer` the priorities), given either the batch itself
+or a `StoredBatch` saying that a writer has already stored it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +28,45 @@ from rlfleet.utils.namedarraytuple import namedarraytuple
 
 ReplaySamples = namedarraytuple("ReplaySamples", ["agent_inputs", "action", "return_", "bootstrap_inputs", "discount"])
 _Stored = namedarraytuple("_Stored", ["action", "reward", "prev_action", "prev_reward", "terminated", "truncated"])
+
+
+class StoredBatch(NamedTuple):
+    """A ``[T,B]`` batch that a writer (in another process) has already stored with
+    `NStepReplayBuffer.store` at the replay's current time step; `NStepReplayBuffer.append`
+    then only records it.
+
+    Attributes:
+        T: time steps of the batch.
+        final_observations: ``{(t, b): final observation}`` of the episodes truncated in it
+            (`truncation_finals` of the batch).
+    """
+
+    T: int
+    final_observations: dict[tuple[int, int], Any]
+
+
+def truncation_finals(samples: Any) -> dict[tuple[int, int], Any]:
+    """``{(t, b): copy of samples.env.final_observation[t, b]}`` for every truncated step of a
+    ``[T,B]`` sampler batch."""
+    env = samples.env
+    return {
+        (int(t), int(b)): map_buffer(np.copy, env.final_observation[t, b]) for t, b in zip(*np.nonzero(env.truncated))
+    }
+
+
+def _copy_into(destination: Any, source: Any) -> None:
+    """Copy every array of ``source`` into the same place of ``destination`` (dicts and
+    namedarraytuples of arrays; ``None`` in ``source`` is skipped)."""
+    if source is None:
+        return
+    if isinstance(source, dict):
+        for key, value in source.items():
+            _copy_into(destination[key], value)
+    elif isinstance(source, tuple):
+        for dst, src in zip(destination, source):
+            _copy_into(dst, src)
+    else:
+        np.copyto(destination, source)
 
 
 class WholeObservations:
@@ -38,10 +83,15 @@ class WholeObservations:
         self.T_ring, self.B = T_ring, B
         self.observation: Any = None
 
+    def allocate(self, observation: Any, share_memory: bool = False) -> None:
+        """Allocate the ring for observations like ``observation [T,B,...]`` (in shared memory
+        with ``share_memory``)."""
+        self.observation = buffer_from_example(observation[0, 0], (self.T_ring, self.B), share_memory)
+
     def write(self, t: int, observation: Any) -> None:
         """Store ``observation [T,B,...]`` at absolute time steps ``t .. t+T-1``."""
         if self.observation is None:
-            self.observation = buffer_from_example(observation[0, 0], (self.T_ring, self.B))
+            self.allocate(observation)
         self.observation[np.arange(t, t + len(observation)) % self.T_ring] = observation
 
     def read(self, rows: np.ndarray, b: np.ndarray) -> Any:
@@ -86,15 +136,25 @@ class StackedFrames:
         self.T_ring, self.B, self.k = T_ring, B, frame_stack
         self.history = frame_stack - 1
         self.frames: np.ndarray | None = None
-        self.episode_start = np.zeros((T_ring, B), bool)
+        self.episode_start: np.ndarray | None = None
 
-    def write(self, t: int, obs: np.ndarray) -> None:
-        """Store the newest frames of ``obs [T,B,k,*frame]`` at absolute time steps ``t .. t+T-1``."""
+    def _check(self, obs: Any) -> None:
         if not isinstance(obs, np.ndarray) or obs.ndim < 3 or obs.shape[2] != self.k:
             shape = getattr(obs, "shape", type(obs).__name__)
             raise ValueError(f"frame_stack={self.k} needs array observations [T,B,{self.k},...], got {shape}")
+
+    def allocate(self, obs: np.ndarray, share_memory: bool = False) -> None:
+        """Allocate the frame ring ``[T_ring, B, *frame]`` and the episode-start flags for
+        stacks like ``obs [T,B,k,*frame]`` (in shared memory with ``share_memory``)."""
+        self._check(obs)
+        self.frames = buffer_from_example(obs[0, 0, -1], (self.T_ring, self.B), share_memory)
+        self.episode_start = buffer_from_example(np.bool_(False), (self.T_ring, self.B), share_memory)
+
+    def write(self, t: int, obs: np.ndarray) -> None:
+        """Store the newest frames of ``obs [T,B,k,*frame]`` at absolute time steps ``t .. t+T-1``."""
+        self._check(obs)
         if self.frames is None:
-            self.frames = np.zeros((self.T_ring, self.B) + obs.shape[3:], obs.dtype)
+            self.allocate(obs)
         continues = np.zeros(obs.shape[:2], bool)
         continues[1:] = _continues(obs[:-1], obs[1:])
         if t > 0:
@@ -122,7 +182,7 @@ class StackedFrames:
 
     @property
     def nbytes(self) -> int:
-        return self.episode_start.nbytes + (0 if self.frames is None else self.frames.nbytes)
+        return 0 if self.frames is None else self.frames.nbytes + self.episode_start.nbytes
 
     def state_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "episode_start": self.episode_start}
@@ -152,6 +212,11 @@ class NStepReplayBuffer:
     ``return_ = sum_{k<m} gamma^k r_{t+k}`` with ``m <= n`` the steps before the window ends,
     ``discount = gamma^m`` (0 if the episode terminated inside the window) and
     ``bootstrap_inputs`` the agent inputs at ``s_{t+m}``.
+
+    Attributes:
+        t: absolute time steps recorded by `append`.
+        reserved_rows: time steps at the old end of the ring that sampling leaves alone because
+            a writer in another process may be overwriting them (set by `attach`; 0 otherwise).
     """
 
     def __init__(
@@ -170,12 +235,14 @@ class NStepReplayBuffer:
         self.gamma = gamma
         self.rng = np.random.default_rng(seed)
         self.t = 0  # absolute time steps written
+        self.reserved_rows = 0
         self.buffer: Any = None
         self.final_observation: dict[int, Any] = {}  # flat ring index -> final obs of a truncated episode
 
-    def append(self, samples: Any) -> None:
-        """Store a ``[T,B]`` sampler batch (numpy Samples)."""
-        new = _Stored(
+    @staticmethod
+    def _stored(samples: Any) -> Any:
+        """The ``[T,B]`` fields of a sampler batch that the ring keeps (observations aside)."""
+        return _Stored(
             action=samples.agent.action,
             reward=samples.env.reward,
             prev_action=samples.agent.prev_action,
@@ -183,16 +250,55 @@ class NStepReplayBuffer:
             terminated=samples.env.terminated,
             truncated=samples.env.truncated,
         )
-        self.observations.write(self.t, samples.env.observation)
+
+    def allocate(self, samples: Any, share_memory: bool = False) -> None:
+        """Allocate the ring for batches like ``samples`` (``[T,B]`` Samples); `store` does it
+        on first use. With ``share_memory`` every array lives in shared memory (see `attach`)."""
+        self.observations.allocate(samples.env.observation, share_memory)
+        self.buffer = buffer_from_example(self._stored(samples)[0, 0], (self.T, self.B), share_memory)
+
+    def store(self, t: int, samples: Any) -> None:
+        """Write a ``[T,B]`` sampler batch (numpy Samples) into the ring at absolute time steps
+        ``t .. t+T-1``; nothing is recorded (see `append`)."""
         if self.buffer is None:
-            self.buffer = buffer_from_example(new[0, 0], (self.T, self.B))
-        T = samples.env.reward.shape[0]
+            self.allocate(samples)
+        self.observations.write(t, samples.env.observation)
+        self.buffer[np.arange(t, t + samples.env.reward.shape[0]) % self.T] = self._stored(samples)
+
+    def storage(self) -> dict[str, Any]:
+        """The arrays `store` writes: ``{"buffer": [T_ring,B] fields, "observations": the
+        observation store's arrays}``."""
+        return {"buffer": self.buffer, "observations": self.observations.state_dict()}
+
+    def attach(self, storage: dict[str, Any], reserved_rows: int) -> None:
+        """Use ``storage`` (another replay's `storage()` of the same geometry, typically in
+        shared memory and written by another process with `store`) as this replay's ring;
+        what this replay holds so far is copied into it. The writer may store up to
+        ``reserved_rows`` time steps beyond `t` before they are appended, so sampling leaves
+        that many of the oldest time steps alone."""
+        if self.T <= self.n_step + self.observations.history + reserved_rows:
+            raise ValueError(
+                f"replay ring of {self.T} time steps too small for n_step {self.n_step}, "
+                f"frame_stack history {self.observations.history} and {reserved_rows} reserved time steps"
+            )
+        _copy_into(storage, self.storage())
+        self.buffer = storage["buffer"]
+        self.observations.load_state_dict(storage["observations"])
+        self.reserved_rows = reserved_rows
+
+    def append(self, samples: Any) -> None:
+        """Record a ``[T,B]`` batch at time steps ``t .. t+T-1``: a sampler batch (numpy
+        Samples), stored here first, or a `StoredBatch` that a writer already stored there."""
+        if isinstance(samples, StoredBatch):
+            T, finals = samples.T, samples.final_observations
+        else:
+            T, finals = samples.env.reward.shape[0], truncation_finals(samples)
+            self.store(self.t, samples)
         idx = np.arange(self.t, self.t + T) % self.T
         for flat in (idx[:, None] * self.B + np.arange(self.B)).ravel():
             self.final_observation.pop(int(flat), None)
-        self.buffer[idx] = new
-        for t, b in zip(*np.nonzero(samples.env.truncated)):
-            self.final_observation[int(idx[t] * self.B + b)] = map_buffer(np.copy, samples.env.final_observation[t, b])
+        for (t, b), final in finals.items():
+            self.final_observation[int(idx[t] * self.B + b)] = final
         self.t += T
 
     def __len__(self) -> int:
@@ -201,8 +307,9 @@ class NStepReplayBuffer:
     def sampleable_rows(self) -> tuple[int, int]:
         """``(oldest, newest)``: the absolute time steps that may start a sample (empty when
         ``oldest > newest``). ``s_{t+n}`` must be written, and the observation history that
-        rebuilding ``s_t`` reads must not be overwritten yet."""
-        return max(0, self.t - self.T + self.observations.history), self.t - 1 - self.n_step
+        rebuilding ``s_t`` reads must not be overwritten yet, nor lie in the ``reserved_rows``
+        oldest time steps."""
+        return max(0, self.t - self.T + self.observations.history + self.reserved_rows), self.t - 1 - self.n_step
 
     def can_sample(self) -> bool:
         oldest, newest = self.sampleable_rows()

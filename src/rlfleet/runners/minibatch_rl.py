@@ -86,6 +86,18 @@ class MinibatchRl:
         self.on_log: Callable[[dict[str, float]], None] | None = None
 
     # ----- hooks for subclasses -----
+    @property
+    def steps_per_iteration(self) -> int:
+        """Env steps one iteration adds to ``cum_steps``: the sampler's ``[T,B]`` batch
+        (the data-parallel runner counts the batches of all its replicas)."""
+        return self.sampler.batch_size
+
+    @property
+    def samples_trained(self) -> int:
+        """Samples the updates have trained on, ReplayRatio's numerator (all replicas' under
+        data parallelism)."""
+        return self.algo.samples_trained
+
     def evaluation_due(self) -> bool:
         return False
 
@@ -119,7 +131,7 @@ class MinibatchRl:
         start = time.perf_counter()
         self.agent.sample_mode(self.cum_steps)
         batch = self.sampler.obtain_samples()
-        self.cum_steps += self.sampler.batch_size
+        self.cum_steps += self.steps_per_iteration
         self.agent.train_mode(self.cum_steps)
         opt_info = self.algo.optimize_agent(self.cum_steps, batch)
         self.itr += 1
@@ -138,7 +150,7 @@ class MinibatchRl:
             row = self.log_row()
         elif (
             self.cum_steps // self.log_interval_steps
-            > (self.cum_steps - self.sampler.batch_size) // self.log_interval_steps
+            > (self.cum_steps - self.steps_per_iteration) // self.log_interval_steps
         ):
             row = self.log_row()
         recent = self.traj_infos[-1]["Return"] if self.traj_infos else None
@@ -147,7 +159,7 @@ class MinibatchRl:
         ckpt = self.checkpoint_interval_steps
         if (
             ckpt
-            and self.cum_steps // ckpt > (self.cum_steps - self.sampler.batch_size) // ckpt
+            and self.cum_steps // ckpt > (self.cum_steps - self.steps_per_iteration) // ckpt
             and self.cum_steps < self.n_steps
         ):
             self.save_checkpoint()
@@ -164,7 +176,7 @@ class MinibatchRl:
             "CumUpdates": self.algo.updates,
             "StepsPerSecond": (self.cum_steps - steps0) / dt,
             "UpdatesPerSecond": (self.algo.updates - updates0) / dt,
-            "ReplayRatio": self.algo.samples_trained / max(self.cum_steps, 1),
+            "ReplayRatio": self.samples_trained / max(self.cum_steps, 1),
             "NewCompletedTrajs": self.new_trajs,
         }
         for key in ("Return", "Length", "DiscountedReturn"):
@@ -257,7 +269,7 @@ class MinibatchRlEval(MinibatchRl):
         if self.cum_steps == 0 or self.cum_steps >= self.n_steps:
             return True
         k = self.eval_interval_steps
-        return self.cum_steps // k > (self.cum_steps - self.sampler.batch_size) // k
+        return self.cum_steps // k > (self.cum_steps - self.steps_per_iteration) // k
 
     def evaluate(self) -> dict[str, float]:
         self.agent.eval_mode(self.cum_steps)

@@ -7,6 +7,10 @@ shared action buffer, posts each worker's *go* semaphore, steps slice 0 itself, 
 each worker's *done* semaphore. Rare commands (reset, pop_completed, state_dict, ...) travel
 through one pipe per worker.
 
+With ``main_slice=False`` every slice has its own worker process and the main process only
+posts and waits; `step_workers_async` and `wait_workers` step some of the workers while the
+main process does other work (the alternating sampler's forward pass of the other env group).
+
 Why the main process steps a slice, and why waits spin briefly before blocking: on a 2-core VM
 (LunarLander-v3, 8 envs) waking a process that sleeps on another core costs tens of
 microseconds, a large part of a ~300 us step. Measured there: main + 1 worker with
@@ -181,8 +185,9 @@ def _shutdown(
 
 
 class ParallelStepper:
-    """Steps B envs in ``n_workers`` slices at once: slice 0 in this process, the others in
-    worker processes (``spawn``). A drop-in replacement for `SerialStepper`.
+    """Steps B envs in ``n_workers`` slices at once: slice 0 in this process (unless
+    ``main_slice=False``), the others in worker processes (``spawn``). A drop-in replacement
+    for `SerialStepper`.
 
     Args:
         env_factory: picklable ``f() -> GymEnv``.
@@ -190,6 +195,8 @@ class ParallelStepper:
         discount: for trajectory statistics.
         n_workers: env slices stepped at the same time, this process's included (so
             ``n_workers - 1`` worker processes); default ``min(n_envs, os.cpu_count())``.
+        main_slice: whether this process steps slice 0; with False every slice has a worker
+            process (``n_workers`` of them) and this process is free while they step.
 
     Attributes:
         buffers: ``[B, ...]`` StepBuffers in shared memory.
@@ -197,30 +204,42 @@ class ParallelStepper:
         n_envs: B.
     """
 
-    def __init__(self, env_factory: EnvFactory, n_envs: int, discount: float = 0.99, n_workers: int | None = None):
+    def __init__(
+        self,
+        env_factory: EnvFactory,
+        n_envs: int,
+        discount: float = 0.99,
+        n_workers: int | None = None,
+        main_slice: bool = True,
+    ):
         n_workers = min(n_envs, n_workers or os.cpu_count() or 1)
         bounds = np.linspace(0, n_envs, n_workers + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        local_envs = [env_factory() for _ in range(*self._slices[0])]
-        self.env_spaces = local_envs[0].spaces
+        self._worker_slices = self._slices[1:] if main_slice else self._slices
+        local_envs = [env_factory() for _ in range(*self._slices[0])] if main_slice else []
+        probe = local_envs[0] if main_slice else env_factory()
+        self.env_spaces = probe.spaces
         self.n_envs = n_envs
         example = _SharedBlock(
-            step=step_buffers_from_env(local_envs[0], n_envs),
+            step=step_buffers_from_env(probe, n_envs),
             action=buffer_from_example(self.env_spaces.action.null_value(), n_envs),
-            error=np.zeros(n_workers - 1, np.uint8),
+            error=np.zeros(len(self._worker_slices), np.uint8),
             command=np.zeros(1, np.int32),
         )
+        if not main_slice:
+            probe.close()
         specs, nbytes = _layout(example)
         ctx = mp.get_context("spawn")
         raw = ctx.RawArray("B", nbytes)
         shared = _views(specs, raw)
         self.buffers: StepBuffers = shared.step
         self._actions, self._error, self._command = shared.action, shared.error, shared.command
-        start, stop = self._slices[0]
+        start, stop = self._slices[0] if main_slice else (0, 0)
         self._group = EnvGroup(local_envs, self.buffers[start:stop], discount)
         self._local_actions = self._actions[start:stop]
-        self._gos = [ctx.Semaphore(0) for _ in self._slices[1:]]
-        self._dones = [ctx.Semaphore(0) for _ in self._slices[1:]]
+        self._gos = [ctx.Semaphore(0) for _ in self._worker_slices]
+        self._dones = [ctx.Semaphore(0) for _ in self._worker_slices]
+        self._stepping = np.zeros(len(self._worker_slices), bool)  # workers posted *go* and not yet waited for
         self._conns: list[Connection] = []
         self._processes: list[Any] = []
         # Registered before any worker starts; also runs at interpreter exit.
@@ -228,7 +247,7 @@ class ParallelStepper:
             self, _shutdown, self._group, self._processes, self._command, self._gos, self._conns
         )
         try:
-            for w, env_slice in enumerate(self._slices[1:]):
+            for w, env_slice in enumerate(self._worker_slices):
                 parent_conn, child_conn = ctx.Pipe()
                 args = (w, env_factory, env_slice, discount, raw, specs, self._gos[w], self._dones[w], child_conn)
                 proc = ctx.Process(target=_worker, args=(*args, os.getpid()), name=f"rlfleet-sampler-{w}", daemon=True)
@@ -249,18 +268,23 @@ class ParallelStepper:
         """Env slices stepped at the same time (this process and the worker processes)."""
         return len(self._slices)
 
+    @property
+    def worker_slices(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` env rows of each worker process, in worker order."""
+        return list(self._worker_slices)
+
     def _check_open(self) -> None:
         if not self._finalizer.alive:
             raise RuntimeError("ParallelStepper is closed")
 
     def _failure(self, w: int, message: str) -> ParallelWorkerError:
-        return ParallelWorkerError(f"sampler worker {w} (envs {self._slices[w + 1]}) failed:\n{message}")
+        return ParallelWorkerError(f"sampler worker {w} (envs {self._worker_slices[w]}) failed:\n{message}")
 
     def _died(self, w: int) -> ParallelWorkerError:
         """Close this stepper (a worker is gone) and return the error to raise."""
         self.close()
         exitcode = self._processes[w].exitcode
-        return ParallelWorkerError(f"sampler worker {w} (envs {self._slices[w + 1]}) died with exit code {exitcode}")
+        return ParallelWorkerError(f"sampler worker {w} (envs {self._worker_slices[w]}) died with exit code {exitcode}")
 
     def _reply(self, w: int) -> tuple[str, Any]:
         """The next ``(status, value)`` message of worker ``w``; raises if the worker died."""
@@ -273,34 +297,53 @@ class ParallelStepper:
         except EOFError:
             raise self._died(w) from None
 
-    def _wait_workers(self) -> None:
-        """Wait for every worker's *done*; raise the errors they reported."""
+    def step_workers_async(self, workers: range, actions: np.ndarray) -> None:
+        """Start stepping the envs of ``workers`` (consecutive worker processes) with ``actions``
+        (``[n, ...]``, one row per env of those workers, in env order) and return at once;
+        `wait_workers` collects them. Their results land in their rows of ``buffers``."""
+        self._check_open()
+        if self._stepping[workers.start : workers.stop].any():
+            raise RuntimeError(f"workers {list(workers)} are already stepping; wait_workers first")
+        start, stop = self._worker_slices[workers.start][0], self._worker_slices[workers.stop - 1][1]
+        self._actions[start:stop] = actions
+        self._stepping[workers.start : workers.stop] = True
+        for go in self._gos[workers.start : workers.stop]:
+            go.release()
+
+    def wait_workers(self, workers: range) -> None:
+        """Wait until ``workers`` (started by `step_workers_async`) finished their step; raise
+        the errors they reported."""
         try:
-            for w, (done, proc) in enumerate(zip(self._dones, self._processes)):
-                if not _acquire(done, proc.is_alive):
+            for w in workers:
+                if not _acquire(self._dones[w], self._processes[w].is_alive):
                     raise self._died(w)
         except BaseException:
             self.close()  # interrupted half-way: workers and semaphores are out of step
             raise
-        if self._error.any():
-            failed = [int(w) for w in np.flatnonzero(self._error)]
-            self._error[:] = 0
-            errors = [self._failure(w, self._reply(w)[1]) for w in failed]
-            raise errors[0] if len(errors) == 1 else ParallelWorkerError("\n".join(map(str, errors)))
+        self._stepping[workers.start : workers.stop] = False
+        errors = self._error[workers.start : workers.stop]
+        if errors.any():
+            failed = [workers.start + int(w) for w in np.flatnonzero(errors)]
+            errors[:] = 0
+            reports = [self._failure(w, self._reply(w)[1]) for w in failed]
+            raise reports[0] if len(reports) == 1 else ParallelWorkerError("\n".join(map(str, reports)))
 
     def _call(self, method: str, args: Sequence[tuple]) -> list[Any]:
         """``EnvGroup.method(*args[k])`` for every slice ``k``; returns the results in slice order."""
         self._check_open()
+        if self._stepping.any():
+            raise RuntimeError(f"{method} while workers {list(np.flatnonzero(self._stepping))} are stepping")
+        n_local = len(self._slices) - len(self._worker_slices)
         local_error = None
         try:
             self._command[0] = _CALL
-            for conn, go, worker_args in zip(self._conns, self._gos, args[1:]):
+            for conn, go, worker_args in zip(self._conns, self._gos, args[n_local:]):
                 conn.send((method, worker_args))
                 go.release()
             try:
-                local = getattr(self._group, method)(*args[0])
+                local = [getattr(self._group, method)(*a) for a in args[:n_local]]
             except Exception as err:  # noqa: BLE001 - raised below, once the workers have replied
-                local, local_error = None, err
+                local, local_error = [], err
             replies = [self._reply(w) for w in range(len(self._processes))]
             self._command[0] = _STEP
         except BaseException:
@@ -311,7 +354,7 @@ class ParallelStepper:
         for w, (status, value) in enumerate(replies):
             if status == "error":
                 raise self._failure(w, value)
-        return [local] + [value for _, value in replies]
+        return local + [value for _, value in replies]
 
     def reset(self, seeds: Sequence[int | None]) -> None:
         """Reset every env (env ``b`` with ``seeds[b]``); observations land in ``buffers``."""
@@ -320,13 +363,15 @@ class ParallelStepper:
     def step(self, actions: np.ndarray) -> None:
         """Step every env with ``actions`` ``[B, ...]``; results land in ``buffers``."""
         self._check_open()
-        self._actions[:] = actions
-        for go in self._gos:
-            go.release()
+        workers = range(len(self._worker_slices))
+        start = self._worker_slices[0][0] if self._worker_slices else self.n_envs
+        self._actions[:start] = actions[:start]
+        if self._worker_slices:
+            self.step_workers_async(workers, actions[start:])
         try:
             self._group.step(self._local_actions)
         finally:
-            self._wait_workers()
+            self.wait_workers(workers)
 
     def pop_completed(self) -> list[dict[str, float]]:
         """Trajectories completed since the last call, in slice order, then completion order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,49 @@ class SamplerBatch:
     torch_samples: Any
     last: Any
     traj_infos: list[dict[str, float]]
+
+
+class _RowsRewardNormalizer:
+    """A `RewardNormalizer` applied to env rows ``envs`` only: it advances those rows of the
+    ``[B]`` running discounted returns and shares the running statistics. Lets a sampler
+    normalise the rewards of one env group at a time."""
+
+    def __init__(self, normalizer: RewardNormalizer, envs: slice):
+        self.normalizer = normalizer
+        self.envs = envs
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """``reward``, ``done``: ``[n]`` for the rows ``envs``; returns the normalised ``[n]``."""
+        full = self.normalizer
+        rows = copy.copy(full)  # shares full.stats, so the statistics see every row
+        rows.returns = full.returns[self.envs]
+        normalized = rows(reward, done)
+        full.returns[self.envs] = rows.returns
+        return normalized
+
+
+@dataclass
+class _EnvRows:
+    """Views of the sampler's buffers for envs ``[start, stop)``: the rows one agent call acts on.
+
+    Attributes:
+        envs: ``slice(start, stop)``.
+        samples, torch_samples: ``[T, n]`` views of the sampler's samples (numpy, torch).
+        step_buffers: ``[n]`` rows of the stepper's StepBuffers.
+        prev_action, prev_reward: ``[n]`` rows of the sampler's previous action and reward
+            (numpy), and ``prev_action_t``, ``prev_reward_t`` the same memory as torch.
+        reward_normalizer: normalises these rows' rewards, or None.
+    """
+
+    envs: slice
+    samples: Any
+    torch_samples: Any
+    step_buffers: Any
+    prev_action: np.ndarray
+    prev_reward: np.ndarray
+    prev_action_t: torch.Tensor
+    prev_reward_t: torch.Tensor
+    reward_normalizer: Any
 
 
 class Sampler:
@@ -100,47 +144,85 @@ class Sampler:
         )
         self.samples = buffer_from_example(example_samples, (self.batch_T, B))
         self.torch_samples = torchify_buffer(self.samples)
+        self._all_envs = self._env_rows(0, B)
+
+    def _env_rows(self, start: int, stop: int) -> _EnvRows:
+        """Views of envs ``[start, stop)`` (built once; per-step work then only indexes time)."""
+        envs = slice(start, stop)
+        prev_action, prev_reward = self._prev_action[envs], self._prev_reward[envs]
+        reward_normalizer = self.reward_normalizer
+        if reward_normalizer is not None and stop - start < self.batch_B:
+            reward_normalizer = _RowsRewardNormalizer(reward_normalizer, envs)
+        return _EnvRows(
+            envs=envs,
+            samples=self.samples[:, envs],
+            torch_samples=self.torch_samples[:, envs],
+            step_buffers=self.stepper.buffers[envs],
+            prev_action=prev_action,
+            prev_reward=prev_reward,
+            prev_action_t=torch.from_numpy(prev_action),
+            prev_reward_t=torch.from_numpy(prev_reward),
+            reward_normalizer=reward_normalizer,
+        )
 
     def _observation(self, update: bool) -> np.ndarray:
         obs = self.stepper.buffers.observation
         return obs if self.obs_normalizer is None else self.obs_normalizer(obs, update=update)
 
-    def obtain_samples(self) -> SamplerBatch:
-        agent, stepper, samples, tsamples = self.agent, self.stepper, self.samples, self.torch_samples
-        step_buf = stepper.buffers
+    def _act(self, rows: _EnvRows, t: int) -> np.ndarray:
+        """Record time step ``t``'s inputs of ``rows`` and run the agent on them; returns their
+        actions ``[n, ...]`` (a view of ``samples.agent.action[t]``) for the stepper."""
+        samples = rows.samples
+        obs = rows.step_buffers.observation
+        samples.env.observation[t] = obs if self.obs_normalizer is None else self.obs_normalizer(obs, update=True)
+        samples.agent.prev_action[t] = rows.prev_action
+        samples.env.prev_reward[t] = rows.prev_reward
+        agent_step = self.agent.step(rows.torch_samples.env.observation[t], rows.prev_action_t, rows.prev_reward_t)
+        rows.torch_samples.agent[t] = AgentSamples(agent_step.action, None, agent_step.agent_info)
+        return samples.agent.action[t]
+
+    def _record(self, rows: _EnvRows, t: int) -> None:
+        """Record the results of ``rows``' step ``t`` (now in the stepper's buffers), tell the
+        agent which envs ended an episode, and set the next previous action and reward (zero
+        after an episode end)."""
+        samples, step_buf = rows.samples, rows.step_buffers
         # Per-step bookkeeping stays in numpy (cheaper than torch for [B] arrays); the agent
         # reads torch views of the same memory.
-        prev_action, prev_reward = self._prev_action, self._prev_reward
-        prev_action_t, prev_reward_t = torch.from_numpy(prev_action), torch.from_numpy(prev_reward)
-        not_done_shape = (-1,) + (1,) * (prev_action.ndim - 1)
-        for t in range(self.batch_T):
-            samples.env.observation[t] = self._observation(update=True)
-            samples.agent.prev_action[t] = prev_action
-            samples.env.prev_reward[t] = prev_reward
-            agent_step = agent.step(tsamples.env.observation[t], prev_action_t, prev_reward_t)
-            tsamples.agent[t] = AgentSamples(agent_step.action, None, agent_step.agent_info)
-            action = samples.agent.action[t]
-            stepper.step(action)
-            terminated, truncated = step_buf.terminated, step_buf.truncated
-            not_done = ~(terminated | truncated)
-            reward = step_buf.reward
-            if self.reward_normalizer is not None:
-                reward = self.reward_normalizer(reward, ~not_done)
-            samples.env.reward[t] = reward
-            samples.env.terminated[t] = terminated
-            samples.env.truncated[t] = truncated
-            if truncated.any():
-                final = step_buf.final_observation[truncated]
-                if self.obs_normalizer is not None:
-                    final = self.obs_normalizer(final, update=False)
-                samples.env.final_observation[t][truncated] = final
-            if not not_done.all():
-                agent.reset_envs(torch.from_numpy(~not_done))
-            np.multiply(action, not_done.reshape(not_done_shape), out=prev_action, casting="unsafe")
-            np.multiply(samples.env.reward[t], not_done, out=prev_reward)
+        terminated, truncated = step_buf.terminated, step_buf.truncated
+        not_done = ~(terminated | truncated)
+        reward = step_buf.reward
+        if rows.reward_normalizer is not None:
+            reward = rows.reward_normalizer(reward, ~not_done)
+        samples.env.reward[t] = reward
+        samples.env.terminated[t] = terminated
+        samples.env.truncated[t] = truncated
+        if truncated.any():
+            final = step_buf.final_observation[truncated]
+            if self.obs_normalizer is not None:
+                final = self.obs_normalizer(final, update=False)
+            samples.env.final_observation[t][truncated] = final
+        if not not_done.all():
+            done = np.zeros(self.batch_B, bool)
+            done[rows.envs] = ~not_done
+            self.agent.reset_envs(torch.from_numpy(done))
+        not_done_shape = (-1,) + (1,) * (rows.prev_action.ndim - 1)
+        np.multiply(samples.agent.action[t], not_done.reshape(not_done_shape), out=rows.prev_action, casting="unsafe")
+        np.multiply(samples.env.reward[t], not_done, out=rows.prev_reward)
+
+    def _batch(self) -> SamplerBatch:
+        """The batch in ``samples``, the inputs that follow it and the completed trajectories."""
         last_obs = map_buffer(np.copy, self._observation(update=False))
-        last = AgentInputs(torchify_buffer(last_obs), torch.tensor(prev_action), torch.tensor(prev_reward))
-        return SamplerBatch(samples, self.torch_samples, last, stepper.pop_completed())
+        last = AgentInputs(torchify_buffer(last_obs), self.prev_action.clone(), self.prev_reward.clone())
+        return SamplerBatch(self.samples, self.torch_samples, last, self.stepper.pop_completed())
+
+    def obtain_samples(self) -> SamplerBatch:
+        """``batch_T`` steps of all B envs: per step one agent call on all of them, then one
+        stepper step."""
+        rows = self._all_envs
+        for t in range(self.batch_T):
+            self.stepper.step(self._act(rows, t))
+            self._record(rows, t)
+        return self._batch()
 
     @property
     def prev_action(self) -> torch.Tensor:
