@@ -1,8 +1,8 @@
-"""``rlfleet`` command line: train, eval, list, bench, plot.
+"""``rlfleet`` command line: train, eval, list, bench, sweep, plot.
 
 Every user error (unknown algorithm, env or key; wrong type; bad checkpoint) prints one line
 ``rlfleet: error: ...`` and exits with status 2; Ctrl-C during training writes a checkpoint
-and exits with status 130.
+and exits with status 130. ``rlfleet sweep`` exits with status 1 when one of its runs failed.
 """
 
 from __future__ import annotations
@@ -48,6 +48,29 @@ def _parser() -> argparse.ArgumentParser:
         "--name", default=None, help="run name (default: suite and timestamp); reuse one to finish an interrupted suite"
     )
 
+    sweep = sub.add_parser(
+        "sweep", help="run a grid of training runs: rlfleet sweep ALGO -e ENV algo.lr=1e-3,3e-4 seed=0,1"
+    )
+    sweep.add_argument("algorithm", nargs="?", help="algorithm name (see `rlfleet list`)")
+    sweep.add_argument(
+        "overrides", nargs="*", help="key=v1,v2,... makes a grid axis (seed=0,1,2 too), key=value a fixed override"
+    )
+    sweep.add_argument("-e", "--env", help="env id, as for rlfleet train")
+    sweep.add_argument(
+        "--config", default=None, help="sweep YAML: algorithm, env, grid {key: [values]}, overrides [key=value]"
+    )
+    sweep.add_argument(
+        "--slots",
+        type=int,
+        default=None,
+        help="runs at a time, each pinned to its own core (default: one per core); with --ray local: Ray's CPUs",
+    )
+    sweep.add_argument("--name", default=None, help="sweep name (default: sweep-<timestamp>)")
+    sweep.add_argument("--runs-dir", default="runs", help="root of run directories; the sweep's go to DIR/sweeps/NAME")
+    sweep.add_argument(
+        "--ray", default=None, metavar="ADDRESS", help="run as Ray tasks on the cluster at ADDRESS (local: a local Ray)"
+    )
+
     plot = sub.add_parser("plot", help="learning curves of run directories (seeds aggregated)")
     plot.add_argument("run_dirs", nargs="+")
     plot.add_argument("--x", choices=["steps", "time"], default="steps")
@@ -91,6 +114,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from rlfleet.sweep import SweepSpec, load_sweep_file, merge_command_line, run_sweep
+
+    overrides = list(args.overrides)
+    algorithm = args.algorithm
+    if algorithm and "=" in algorithm:  # `rlfleet sweep --config grid.yaml key=v1,v2`
+        overrides.insert(0, algorithm)
+        algorithm = None
+    spec = load_sweep_file(args.config) if args.config else SweepSpec()
+    spec = merge_command_line(spec, algorithm, args.env, overrides)
+    return run_sweep(spec, name=args.name, runs_root=args.runs_dir, slots=args.slots, ray_address=args.ray)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from rlfleet.evaluate import evaluate_run
 
@@ -130,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options (argparse stops collecting positionals there)
     unknown = [a for a in extra if "=" not in a or a.startswith("-")]
-    if unknown or (extra and args.command != "train"):
+    if unknown or (extra and args.command not in ("train", "sweep")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
@@ -139,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "bench":
             from rlfleet.bench import find_suite, load_suite, run_suite
 
