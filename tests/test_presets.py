@@ -1,0 +1,34 @@
+"""Every shipped preset validates: each env a preset file names, and for files with only
+``defaults``, a representative env id of the suite (no env is built)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlfleet.config.loader import PRESET_DIR, env_suite, load_yaml, resolve, validate
+
+REPRESENTATIVE = {
+    "classic": "CartPole-v1",
+    "box2d": "LunarLander-v3",
+    "mujoco": "HalfCheetah-v5",
+    "atari": "ALE/Pong-v5",
+    "minatar": "MinAtar/Breakout-v1",
+    "dmc": "dmc:cheetah-run",
+}
+
+
+def preset_cases() -> list[tuple[str, str]]:
+    cases = []
+    for path in sorted(PRESET_DIR.glob("*/*.yaml")):
+        algorithm, suite = path.parent.name, path.stem
+        env_ids = list(load_yaml(path).get("envs") or {}) or [REPRESENTATIVE[suite]]
+        cases += [(algorithm, env_id) for env_id in env_ids]
+    return cases
+
+
+@pytest.mark.parametrize(("algorithm", "env_id"), preset_cases())
+def test_preset_validates(algorithm, env_id):
+    data = resolve(algorithm, env_id)
+    config = validate(data)
+    assert config.algorithm == algorithm and config.env.id == env_id
+    assert env_suite(env_id) in REPRESENTATIVE
