@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from rlfleet.runners.async_rl import AsyncSamplerError
 from rlfleet.runners.async_worker import map_storage
 from rlfleet.runners.shared_params import SharedParameters
 from test_frame_replay import StackedEnvs, assert_same_samples
-from test_resume_determinism import QUIET, latest_state, read_progress, rlfleet_cmd
+from test_resume_determinism import QUIET, interrupt_after_rows, latest_state, read_progress, rlfleet_cmd
 
 T, B = 64, 2  # one sampler batch: 128 env steps
 UPDATES_PER_BATCH = 16  # replay_ratio 4 * 128 / batch_size 32
@@ -248,28 +246,16 @@ def test_checkpoint_and_resume(tmp_path):
 def test_ctrl_c_writes_checkpoint_and_closes_the_sampler(tmp_path):
     run_dir = tmp_path / "runs/CartPole-v1/dqn/long/seed0"
     args = ["train", "dqn", "-e", "CartPole-v1", "--runs-dir", "runs", "--name", "long", *DQN_ARGS]
-    proc = subprocess.Popen(
+    sampler: list[int] = []
+    returncode, _, err = interrupt_after_rows(
         rlfleet_cmd(*args, "runner.n_steps=10000000"),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        tmp_path,
+        run_dir,
+        rows=2,
+        before_interrupt=lambda pid: sampler.extend(child_pids(pid)),
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not ((run_dir / "progress.csv").is_file() and len(read_progress(run_dir)) >= 2):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no progress rows after 120 s"
-            time.sleep(0.05)
-        sampler = child_pids(proc.pid)
-        assert sampler, "no sampler process"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    assert sampler, "no sampler process"
+    assert returncode == 130, err
     assert "checkpoint written" in err
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in sampler):

@@ -4,9 +4,6 @@ resume, Ctrl-C, and every replica stopped when one fails (2 gloo processes on CP
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from test_resume_determinism import (
     QUIET,
     assert_exact_resume,
     assert_identical,
+    interrupt_after_rows,
     latest_state,
     learning_columns,
     read_progress,
@@ -127,22 +125,8 @@ def test_ctrl_c_checkpoints_every_replica_and_resume_is_exact(tmp_path):
     args = [a for a in PPO_ARGS if not a.startswith("runner.eval")]
     args += [*DP, "sampler.batch_B=2", "runner.eval_interval_steps=0"]
     cli = ["train", "ppo", "-e", "CartPole-v1", "--runs-dir", "runs", "--name", "long", "runner.n_steps=10000000"]
-    proc = subprocess.Popen(
-        rlfleet_cmd(*cli, *args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not ((run_dir / "progress.csv").is_file() and len(read_progress(run_dir)) >= 3):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no progress rows after 120 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)  # to the launching process only: it tells the replicas
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    returncode, out, err = interrupt_after_rows(rlfleet_cmd(*cli, *args), tmp_path, run_dir, rows=3)
+    assert returncode == 130, err  # SIGINT to the launching process only: it tells the replicas
     assert "Traceback" not in out + err
     (checkpoint,) = Checkpointer(run_dir / "checkpoints").checkpoints()
     stopped = load_checkpoint(checkpoint)["runner"]["cum_steps"]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,30 @@ def run_cli_concurrently(commands: list[list[str]], cwd: Path, timeout: float = 
 def read_progress(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "progress.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def interrupt_after_rows(
+    cmd: list[str], cwd: Path, run_dir: Path, rows: int, before_interrupt: Callable[[int], None] | None = None
+) -> tuple[int, str, str]:
+    """Run ``cmd``; once ``run_dir``'s progress.csv has ``rows`` rows, call
+    ``before_interrupt(pid)`` (if given) and send SIGINT. Returns (exit code, stdout, stderr);
+    the process is killed if anything goes wrong on the way."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run_dir / "progress.csv").is_file() and len(read_progress(run_dir)) >= rows):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, f"fewer than {rows} progress rows after 120 s"
+            time.sleep(0.05)
+        if before_interrupt is not None:
+            before_interrupt(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
 
 
 def learning_columns(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -205,20 +230,8 @@ def test_ctrl_c_writes_checkpoint_and_resume_continues(tmp_path):
         "runner.eval_interval_steps=0",
         *[a for a in PPO_ARGS if not a.startswith("runner.eval")],
     ]
-    proc = subprocess.Popen(rlfleet_cmd(*args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not ((run_dir / "progress.csv").is_file() and len(read_progress(run_dir)) >= 2):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no progress rows after 120 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    returncode, out, err = interrupt_after_rows(rlfleet_cmd(*args), tmp_path, run_dir, rows=2)
+    assert returncode == 130, err
     assert "Traceback" not in out + err
     assert "checkpoint written" in err
 
