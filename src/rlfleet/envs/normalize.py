@@ -66,10 +66,13 @@ class RewardNormalizer:
         self.clip = clip
         self.epsilon = epsilon
 
-    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        self.returns = self.returns * self.gamma + reward
-        self.stats.update(self.returns)
-        self.returns[done] = 0.0
+    def __call__(self, reward: np.ndarray, done: np.ndarray, envs: slice = slice(None)) -> np.ndarray:
+        """Normalise ``reward [n]`` of the envs ``envs`` (all B by default), whose episodes end
+        where ``done [n]``; the running statistics see every env's returns."""
+        returns = self.returns[envs] * self.gamma + reward
+        self.stats.update(returns)
+        returns[done] = 0.0
+        self.returns[envs] = returns
         return np.clip(reward / np.sqrt(self.stats.var + self.epsilon), -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict:

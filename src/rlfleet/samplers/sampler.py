@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,25 +40,6 @@ class SamplerBatch:
     traj_infos: list[dict[str, float]]
 
 
-class _RowsRewardNormalizer:
-    """A `RewardNormalizer` applied to env rows ``envs`` only: it advances those rows of the
-    ``[B]`` running discounted returns and shares the running statistics. Lets a sampler
-    normalise the rewards of one env group at a time."""
-
-    def __init__(self, normalizer: RewardNormalizer, envs: slice):
-        self.normalizer = normalizer
-        self.envs = envs
-
-    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """``reward``, ``done``: ``[n]`` for the rows ``envs``; returns the normalised ``[n]``."""
-        full = self.normalizer
-        rows = copy.copy(full)  # shares full.stats, so the statistics see every row
-        rows.returns = full.returns[self.envs]
-        normalized = rows(reward, done)
-        full.returns[self.envs] = rows.returns
-        return normalized
-
-
 @dataclass
 class _EnvRows:
     """Views of the sampler's buffers for envs ``[start, stop)``: the rows one agent call acts on.
@@ -70,7 +50,6 @@ class _EnvRows:
         step_buffers: ``[n]`` rows of the stepper's StepBuffers.
         prev_action, prev_reward: ``[n]`` rows of the sampler's previous action and reward
             (numpy), and ``prev_action_t``, ``prev_reward_t`` the same memory as torch.
-        reward_normalizer: normalises these rows' rewards, or None.
     """
 
     envs: slice
@@ -81,7 +60,6 @@ class _EnvRows:
     prev_reward: np.ndarray
     prev_action_t: torch.Tensor
     prev_reward_t: torch.Tensor
-    reward_normalizer: Any
 
 
 class Sampler:
@@ -150,9 +128,6 @@ class Sampler:
         """Views of envs ``[start, stop)`` (built once; per-step work then only indexes time)."""
         envs = slice(start, stop)
         prev_action, prev_reward = self._prev_action[envs], self._prev_reward[envs]
-        reward_normalizer = self.reward_normalizer
-        if reward_normalizer is not None and stop - start < self.batch_B:
-            reward_normalizer = _RowsRewardNormalizer(reward_normalizer, envs)
         return _EnvRows(
             envs=envs,
             samples=self.samples[:, envs],
@@ -162,7 +137,6 @@ class Sampler:
             prev_reward=prev_reward,
             prev_action_t=torch.from_numpy(prev_action),
             prev_reward_t=torch.from_numpy(prev_reward),
-            reward_normalizer=reward_normalizer,
         )
 
     def _observation(self, update: bool) -> np.ndarray:
@@ -191,8 +165,8 @@ class Sampler:
         terminated, truncated = step_buf.terminated, step_buf.truncated
         not_done = ~(terminated | truncated)
         reward = step_buf.reward
-        if rows.reward_normalizer is not None:
-            reward = rows.reward_normalizer(reward, ~not_done)
+        if self.reward_normalizer is not None:
+            reward = self.reward_normalizer(reward, ~not_done, rows.envs)
         samples.env.reward[t] = reward
         samples.env.terminated[t] = terminated
         samples.env.truncated[t] = truncated
