@@ -239,7 +239,7 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         anchored = [e.anchor.value for e in suite.entries if e.env == env and e.anchor]
         anchors = {env: max(anchored)} if anchored else None
         png = out_dir / f"{suite.name}_{env.replace('/', '-')}.png"
-        plot_curves(aggregate_curves(run_dirs, labels=labels), png, anchors=anchors, title=f"{suite.name}: {env}")
+        plot_curves(aggregate_curves(run_dirs, labels=labels), png, anchors=anchors, title=f"suite {suite.name}")
         lines += [f"![{env}]({png.name})", ""]
     report = out_dir / f"{suite.name}.md"
     with atomic_write(report) as f:
