@@ -5,6 +5,7 @@ the others finish, Ctrl-C stopping the runs with a checkpoint, and Ray tasks."""
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import os
 import signal
@@ -58,6 +59,8 @@ def table_rows(stdout: str, status: str) -> list[str]:
 
 
 def start_sweep(cwd: Path, *args: str) -> subprocess.Popen:
+    """The sweep CLI, started with SIGINT ignored as a shell script's background job is: it must
+    still stop its runs with a checkpoint on Ctrl-C."""
     pythonpath = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen(
         [sys.executable, "-m", "rlfleet", "sweep", *args],
@@ -66,6 +69,7 @@ def start_sweep(cwd: Path, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN),
     )
 
 

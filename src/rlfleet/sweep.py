@@ -406,7 +406,8 @@ def default_slots() -> int:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt meanwhile, so a terminated sweep stops its runs too."""
+    """SIGINT and SIGTERM raise KeyboardInterrupt meanwhile, so an interrupted or terminated sweep
+    stops its runs, even when it was launched with SIGINT ignored (a background job of a script)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -414,11 +415,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager
