@@ -32,7 +32,7 @@ from rlfleet.logging.progress import ProgressLogger
 from rlfleet.runners.async_rl import AsyncSampler
 from rlfleet.runners.data_parallel_train import train_data_parallel
 from rlfleet.runners.minibatch_rl import MinibatchRl, MinibatchRlEval
-from rlfleet.samplers.evaluation import Evaluator
+from rlfleet.samplers.evaluation import Evaluator, evaluation_seed
 from rlfleet.samplers.sampler import Sampler
 from rlfleet.samplers.steppers import SerialStepper
 from rlfleet.utils.imports import import_object
@@ -177,7 +177,7 @@ def build_experiment(
             functools.partial(make_env, config.env, training=False),
             r.eval_envs,
             r.eval_episodes,
-            seed=config.seed + 10_000,
+            seed=evaluation_seed(config.seed),
             obs_normalizer=obs_norm,
             discount=gamma,
         )
