@@ -65,12 +65,16 @@ def evaluate_agent(
     return [traj for env_results in results for traj in env_results]
 
 
+# Mixed with the run's seed so the evaluation seeds form a stream of their own.
+EVALUATION_STREAM = 0xE7A1
+
+
 def evaluation_seed(run_seed: int) -> int:
     """The base seed of a run's evaluation episodes, drawn from the run's seed so that runs with
     neighbouring seeds evaluate on unrelated initial states (a base of ``run_seed + c`` would give
     seeds 0, 1 and 2 nearly the same episodes, correlating their evaluations). Below 2**30, so
     ``base + 1000 k + b`` fits every env's seed type."""
-    return int(np.random.SeedSequence([run_seed, 0xE7A1]).generate_state(1)[0]) % 2**30
+    return int(np.random.SeedSequence([run_seed, EVALUATION_STREAM]).generate_state(1)[0]) % 2**30
 
 
 class Evaluator:
