@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from rlfleet.config.loader import PRESET_DIR, env_suite, load_yaml, resolve, validate
@@ -28,6 +30,8 @@ def preset_cases() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("algorithm", "env_id"), preset_cases())
 def test_preset_validates(algorithm, env_id):
+    if env_suite(env_id) == "dmc" and importlib.util.find_spec("dm_control") is None:
+        pytest.skip("needs dm_control (pip install 'rlfleet[dmc]'), which validating a dmc: id imports")
     data = resolve(algorithm, env_id)
     config = validate(data)
     assert config.algorithm == algorithm and config.env.id == env_id
