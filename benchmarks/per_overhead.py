@@ -4,7 +4,7 @@
 
 Runs DQN with the env's shipped preset, uniform then prioritized (A B A B ...), each in a fresh
 subprocess, with evaluation off, and prints the training time of each and the median ratio
-prioritized / uniform. Everything but ``algo.prioritized`` is identical.
+prioritized / uniform. Everything but ``replay.kind`` is identical.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rlfleet.experiment import train
 torch.set_num_threads(1)
 env, steps, prioritized, root = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
 overrides = [f"runner.n_steps={steps}", "runner.eval_interval_steps=0", "runner.torch_threads=1",
-             "logger.console=false", "logger.tensorboard=false", f"algo.prioritized={str(prioritized).lower()}"]
+             "logger.console=false", "logger.tensorboard=false", f"replay.kind={'prioritized' if prioritized else 'uniform'}"]
 _, row = train("dqn", env, overrides, seed=0, name="per" if prioritized else "uniform", root=root)
 print(json.dumps({"train_time": row["CumTime"], "updates": row["CumUpdates"]}))
 """

@@ -7,7 +7,7 @@ when a change is meant to move the numbers, and say so in the commit:
     python tests/determinism_snapshot.py --write
 
 Each case trains a tiny run through the public ``train`` API (sampler, replay, algorithm and
-runner all take part) and records every logged column except the timings (losses, diagnostics, returns, evaluations) and the
+runner all take part) and records every logged column but the timings (losses, diagnostics, returns, evaluations), and the
 sum and absolute sum of the trained agent's parameters.
 """
 
@@ -57,9 +57,9 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         [*ON_POLICY, "algo.minibatch_size=32", "algo.epochs=2", "sampler.kind=parallel", "sampler.n_workers=2"],
     ),
     **{f"{a}-CartPole": (a, "CartPole-v1", OFF_POLICY) for a in DISCRETE_VALUE},
-    "dqn-CartPole-per-nstep": ("dqn", "CartPole-v1", [*OFF_POLICY, "algo.prioritized=true", "algo.n_step=3"]),
+    "dqn-CartPole-per-nstep": ("dqn", "CartPole-v1", [*OFF_POLICY, "replay.kind=prioritized", "algo.n_step=3"]),
     **{f"{a}-Pendulum": (a, "Pendulum-v1", OFF_POLICY) for a in CONTINUOUS},
-    "sac-Pendulum-per": ("sac", "Pendulum-v1", [*OFF_POLICY, "algo.prioritized=true"]),
+    "sac-Pendulum-per": ("sac", "Pendulum-v1", [*OFF_POLICY, "replay.kind=prioritized"]),
 }
 
 

@@ -14,18 +14,20 @@ import pytest
 import torch
 from torch import nn
 
+from cli_helpers import interrupt_after_rows, rlfleet_cmd
+from conftest import QUIET, latest_state, read_progress
 from custom_components import CorridorEnv
-from rlfleet.checkpoint import Checkpointer, load_checkpoint
+from rlfleet.checkpoint import Checkpointer
 from rlfleet.config.loader import resolve, validate
 from rlfleet.errors import ConfigError
-from rlfleet.experiment import build_experiment, train
+from rlfleet.build import build_experiment
+from rlfleet.experiment import train
 from rlfleet.replays.n_step import NStepReplayBuffer, StoredBatch, truncation_finals
 from rlfleet.replays.prioritized import PrioritizedReplayBuffer
 from rlfleet.runners.async_rl import AsyncSamplerError
 from rlfleet.runners.async_worker import map_storage
 from rlfleet.runners.shared_params import SharedParameters
 from test_frame_replay import StackedEnvs, assert_same_samples
-from test_resume_determinism import QUIET, interrupt_after_rows, latest_state, read_progress, rlfleet_cmd
 
 T, B = 64, 2  # one sampler batch: 128 env steps
 UPDATES_PER_BATCH = 16  # replay_ratio 4 * 128 / batch_size 32
@@ -38,7 +40,7 @@ DQN_ARGS = [
     "algo.batch_size=32",
     "algo.replay_ratio=4",
     "algo.learning_starts=256",
-    "algo.replay_size=4096",
+    "replay.size=4096",
     "algo.target_update_interval=64",
     "runner.log_interval_steps=256",
     "runner.eval_interval_steps=0",
@@ -100,7 +102,7 @@ def test_shared_replay_holds_what_a_serial_sampler_produces(tmp_path):
         "agent.eps_start=1.0",
         "agent.eps_end=1.0",
         "env.max_episode_steps=12",
-        "algo.prioritized=true",
+        "replay.kind=prioritized",
         "algo.n_step=3",
     ]
     sync_dir, _ = train("dqn", "CartPole-v1", [*args, "runner.kind=minibatch"], name="sync", root=tmp_path)
@@ -261,7 +263,7 @@ def test_ctrl_c_writes_checkpoint_and_closes_the_sampler(tmp_path):
     while any(alive(pid) for pid in sampler):
         assert time.monotonic() < deadline, "the sampler process outlived the run"
         time.sleep(0.1)
-    state = load_checkpoint(Checkpointer(run_dir / "checkpoints").latest())
+    state = latest_state(run_dir)
     assert state["runner"]["cum_steps"] >= 512 and state["runner"]["cum_steps"] % (T * B) == 0
 
 

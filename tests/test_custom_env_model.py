@@ -3,40 +3,23 @@
 
 from __future__ import annotations
 
-import csv
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
 from cli_helpers import rlfleet
-from rlfleet.checkpoint import Checkpointer, load_checkpoint
+from conftest import QUIET, latest_state, read_progress
+from custom_components import CorridorEnv, TinyModel
 from rlfleet.config.loader import load_yaml, validate
 from rlfleet.envs.gym_env import GymEnv
 from rlfleet.evaluate import evaluate_run
-from rlfleet.experiment import build_experiment, train
-
-TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:  # in-process runs import custom_components by name too
-    sys.path.insert(0, str(TESTS_DIR))
-
-from custom_components import CorridorEnv, TinyModel  # noqa: E402
+from rlfleet.build import build_experiment
+from rlfleet.experiment import train
 
 ENV = "custom_components:CorridorEnv"
 MODEL = "custom_components:TinyModel"
-QUIET = ["logger.tensorboard=false", "logger.console=false"]
-
-
-def read_progress(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "progress.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def latest_state(run_dir: Path) -> dict:
-    return load_checkpoint(Checkpointer(run_dir / "checkpoints").latest())
 
 
 def random_policy_steps_distribution(length: int, max_steps: int) -> np.ndarray:
@@ -180,22 +163,14 @@ def test_custom_model_from_yaml(tmp_path):
     result = evaluate_run(run_dir, episodes=2)
     assert result["episodes"] == 2 and -40 <= result["mean"] <= -9
 
+    def train_bad(override: str):
+        return rlfleet(
+            "train", "ppo", "-e", ENV, "--config", str(config), "--runs-dir", "runs", "--name", "bad", override, *QUIET,
+            cwd=tmp_path,
+        )  # fmt: skip
+
     # a misspelt kwarg of the custom model: one line naming the real one, no run written
-    proc = rlfleet(
-        "train",
-        "ppo",
-        "-e",
-        ENV,
-        "--config",
-        str(config),
-        "--runs-dir",
-        "runs",
-        "--name",
-        "bad",
-        "model.widht=3",
-        *QUIET,
-        cwd=tmp_path,
-    )
+    proc = train_bad("model.widht=3")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
@@ -204,21 +179,7 @@ def test_custom_model_from_yaml(tmp_path):
     assert not (run_dir.parent.parent / "bad").exists()
 
     # and a value of the wrong type for it
-    proc = rlfleet(
-        "train",
-        "ppo",
-        "-e",
-        ENV,
-        "--config",
-        str(config),
-        "--runs-dir",
-        "runs",
-        "--name",
-        "bad",
-        "model.width=wide",
-        *QUIET,
-        cwd=tmp_path,
-    )
+    proc = train_bad("model.width=wide")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == ["rlfleet: error: config key 'model.width' expects int, got 'wide' (str)"]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import QUIET, assert_exact_resume, latest_state, learning_columns, read_progress
 from rlfleet.agents.base import AgentInputs
 from rlfleet.agents.ddpg import DdpgAgent
 from rlfleet.algos.qpg.ddpg import DDPG, DDPGConfig
@@ -18,11 +19,11 @@ from rlfleet.config.loader import resolve, validate
 from rlfleet.distributions.noise import GaussianNoise, OrnsteinUhlenbeckNoise
 from rlfleet.envs.make import EnvConfig, make_env
 from rlfleet.errors import ConfigError
-from rlfleet.experiment import build_experiment, train
+from rlfleet.build import build_experiment
+from rlfleet.experiment import train
 from rlfleet.models.ddpg import DeterministicActorCriticModel
 from rlfleet.models.qpg import QCritic
 from rlfleet.replays.n_step import ReplaySamples
-from test_resume_determinism import QUIET, assert_exact_resume, latest_state, learning_columns, read_progress
 
 
 def pendulum_spaces():
@@ -247,7 +248,7 @@ def flat(module: torch.nn.Module) -> torch.Tensor:
 @pytest.mark.parametrize("policy_delay", [1, 3])
 def test_td3_actor_and_targets_move_every_policy_delay_updates(policy_delay):
     agent = make_agent(twin=True)
-    algo = TD3(TD3Config(policy_delay=policy_delay, replay_size=1000))
+    algo = TD3(TD3Config(policy_delay=policy_delay))
     algo.initialize(agent, n_steps=1000, batch_T=1, batch_B=1)
     samples = random_batch()
     for update in range(1, 10):
@@ -264,7 +265,7 @@ def test_td3_actor_and_targets_move_every_policy_delay_updates(policy_delay):
 
 def test_ddpg_critic_weight_decay_and_priorities():
     agent = make_agent()
-    algo = DDPG(DDPGConfig(critic_weight_decay=0.01, replay_size=1000))
+    algo = DDPG(DDPGConfig(critic_weight_decay=0.01))
     algo.initialize(agent, n_steps=1000, batch_T=1, batch_B=1)
     expected = 0.005 * sum(p.square().sum() for p in agent.model.critic.parameters())
     assert torch.allclose(algo.weight_decay(), expected)
@@ -281,13 +282,13 @@ def test_ddpg_critic_weight_decay_and_priorities():
 COMMON = [
     "sampler.batch_T=16",
     "sampler.batch_B=2",
-    "algo.replay_size=2000",
+    "replay.size=2000",
     "algo.learning_starts=128",
     "algo.batch_size=16",
     "algo.replay_ratio=4",
     "agent.random_action_steps=64",
     "model.hidden_sizes=[32,32]",
-    "algo.priority_beta_steps=1000",  # the default anneals over runner.n_steps, which resuming extends
+    "replay.beta_steps=1000",  # the default anneals over runner.n_steps, which resuming extends
     "runner.save_replay=true",
     "runner.log_interval_steps=128",
     "runner.eval_interval_steps=256",
@@ -305,7 +306,7 @@ CASES = {
         "algo.tau=0.001",
         "algo.critic_weight_decay=0.01",
     ],
-    "td3-per-nstep": ["algo.prioritized=true", "algo.n_step=3", "algo.policy_delay=2"],
+    "td3-per-nstep": ["replay.kind=prioritized", "algo.n_step=3", "algo.policy_delay=2"],
 }
 
 
@@ -316,7 +317,7 @@ def test_trains_and_resumes_exactly(tmp_path, case):
     args = [*COMMON, *CASES[case]]
     full, row = train(algo, "Pendulum-v1", [*args, f"runner.n_steps={n}"], name="full", root=tmp_path)
     assert row["CumUpdates"] > 0 and np.isfinite(row["critic_loss"]) and np.isfinite(row["actor_loss"])
-    if "prioritized=true" in " ".join(args):
+    if "replay.kind=prioritized" in " ".join(args):
         assert "beta" in row
     state = latest_state(full)
     assert "actor_optimizer" in state["algo"] and "target_model" in state["agent"]

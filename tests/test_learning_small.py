@@ -13,26 +13,20 @@ so passing means the agent learned. The CartPole-scale results are in docs/bench
 
 from __future__ import annotations
 
-import csv
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import QUIET, eval_returns
 from rlfleet.experiment import train
 
-TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
-
-QUIET = ["logger.console=false", "logger.tensorboard=false"]
 EVALS = ["runner.log_interval_steps=500", "runner.eval_interval_steps=500", "runner.eval_episodes=10"]
 
 CORRIDOR = "learning_envs:TwoGoalCorridor"
 CORRIDOR_OPTIMUM = -5.0
 VALUE_COMMON = [
     "sampler.batch_T=4",
-    "algo.replay_size=5000",
+    "replay.size=5000",
     "algo.learning_starts=200",
     "algo.batch_size=32",
     "algo.replay_ratio=32",  # one update of 32 per env step
@@ -59,18 +53,13 @@ REACH = "learning_envs:PointReach"
 REACH_THRESHOLD = -1.5
 CONTINUOUS_COMMON = [
     "sampler.batch_T=1",
-    "algo.replay_size=5000",
+    "replay.size=5000",
     "algo.learning_starts=200",
     "algo.batch_size=64",
     "algo.gamma=0.9",
     "agent.random_action_steps=200",
     "model.hidden_sizes=[64,64]",
 ]
-
-
-def eval_returns(run_dir: Path) -> list[float]:
-    with open(run_dir / "progress.csv", newline="") as f:
-        return [float(r["EvalReturnAverage"]) for r in csv.DictReader(f) if r.get("EvalReturnAverage")]
 
 
 def run(tmp_path: Path, algorithm: str, env: str, overrides: list[str], n_steps: int) -> list[float]:

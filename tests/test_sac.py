@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import QUIET, assert_exact_resume, assert_identical, latest_state, learning_columns, read_progress
 from rlfleet.agents.base import AgentInputs
 from rlfleet.agents.sac import SacAgent, SacDiscreteAgent
 from rlfleet.algos.qpg.sac import SAC, SACConfig
@@ -20,14 +21,6 @@ from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
 from rlfleet.experiment import train
 from rlfleet.models.sac import SacDiscreteModel, SacModel
 from rlfleet.replays.n_step import ReplaySamples
-from test_resume_determinism import (
-    QUIET,
-    assert_exact_resume,
-    assert_identical,
-    latest_state,
-    learning_columns,
-    read_progress,
-)
 
 OBS_DIM, ACT_DIM, N_ACTIONS = 3, 2, 3
 
@@ -322,7 +315,7 @@ def test_tac_losses_use_the_q_logarithm():
 
 COMMON = [
     "sampler.batch_T=16",
-    "algo.replay_size=2000",
+    "replay.size=2000",
     "algo.learning_starts=128",
     "algo.batch_size=16",
     "algo.replay_ratio=4",
@@ -340,7 +333,7 @@ CASES = {
     "sac": ("Pendulum-v1", []),
     "sac_discrete": (
         "CartPole-v1",
-        ["algo.prioritized=true", "algo.n_step=3", "algo.priority_beta_steps=1000", "algo.target_update_interval=4"],
+        ["replay.kind=prioritized", "algo.n_step=3", "replay.beta_steps=1000", "algo.target_update_interval=4"],
     ),
     "tac": ("Pendulum-v1", ["algo.entropic_index=1.5", "algo.auto_alpha=false", "algo.alpha=0.2"]),
 }

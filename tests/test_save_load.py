@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from rlfleet.checkpoint import Checkpointer, load_checkpoint
+from cli_helpers import rlfleet_cmd
+from conftest import QUIET, latest_state
 from rlfleet.config.loader import load_yaml, save_config, validate
-from rlfleet.experiment import Experiment, build_experiment, prepare_new_run, probe_spaces
+from rlfleet.build import Experiment, build_experiment, probe_spaces
+from rlfleet.experiment import prepare_new_run
 from rlfleet.utils.buffers import buffer_from_example
 
-QUIET = ["logger.tensorboard=false", "logger.console=false"]
 N_STEPS = 1024
 CASES = [
     pytest.param("ppo", "CartPole-v1", ["sampler.batch_T=32", "sampler.batch_B=4"], id="ppo"),
@@ -24,7 +24,7 @@ CASES = [
     pytest.param(
         "dqn",
         "CartPole-v1",
-        ["sampler.batch_T=16", "algo.learning_starts=256", "algo.replay_size=2000", "agent.eps_steps=512"],
+        ["sampler.batch_T=16", "algo.learning_starts=256", "replay.size=2000", "agent.eps_steps=512"],
         id="dqn",
     ),
     # continuous actions, with observation normalisation (its statistics live in the checkpoint)
@@ -46,7 +46,7 @@ def train_in_process(algo: str, env_id: str, overrides: list[str], root) -> Expe
 
 
 def rebuild(run_dir) -> tuple[Experiment, dict]:
-    state = load_checkpoint(Checkpointer(run_dir / "checkpoints").latest())
+    state = latest_state(run_dir)
     data = load_yaml(run_dir / "config.yaml")
     config = validate(data, probe_spaces(validate(data)))
     exp = build_experiment(config, run_dir=None)
@@ -129,7 +129,7 @@ def test_rlfleet_eval_prints_a_return_line(tmp_path, algo):
         algo, "CartPole-v1", [*overrides, "runner.n_steps=512", "runner.eval_episodes=2", *QUIET], tmp_path
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "rlfleet", "eval", str(saved.run_dir), "--episodes", "2"],
+        rlfleet_cmd("eval", str(saved.run_dir), "--episodes", "2"),
         capture_output=True,
         text=True,
         timeout=120,

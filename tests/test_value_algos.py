@@ -6,20 +6,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import QUIET, assert_exact_resume, latest_state
 from rlfleet.experiment import train
-from test_resume_determinism import QUIET, assert_exact_resume, latest_state
 
 # Small and fast: 16-step batches, 4 updates each after 128 steps, tiny networks.
 COMMON = [
     "sampler.batch_T=16",
-    "algo.replay_size=2000",
+    "replay.size=2000",
     "algo.learning_starts=128",
     "algo.batch_size=16",
     "algo.replay_ratio=4",
     "algo.target_update_interval=8",
     "agent.eps_steps=300",
     "model.hidden_sizes=[32,32]",
-    "algo.priority_beta_steps=1000",  # the default anneals over runner.n_steps, which resuming extends
+    "replay.beta_steps=1000",  # the default anneals over runner.n_steps, which resuming extends
     "runner.save_replay=true",
     "runner.log_interval_steps=128",
     "runner.eval_interval_steps=256",
@@ -36,7 +36,7 @@ CASES = {
     "mdqn": [],
     "miqn": ["algo.n_quantiles=8", "algo.n_target_quantiles=8", "agent.policy_quantiles=8", "model.embedding_dim=16"],
     "dqn-per-noisy-transformed": [
-        "algo.prioritized=true",
+        "replay.kind=prioritized",
         "algo.value_transform=true",
         "algo.n_step=3",
         "model.noisy=true",

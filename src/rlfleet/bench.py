@@ -43,7 +43,7 @@ class Anchor:
 @dataclass
 class BenchEntry:
     """One algorithm on one env, run for several seeds; ``label`` names a variant (e.g.
-    ``dqn+per`` for dqn with ``algo.prioritized=true``) in the report, plots and run names."""
+    ``dqn+per`` for dqn with ``replay.kind=prioritized``) in the report, plots and run names."""
 
     algorithm: str
     env: str

@@ -141,13 +141,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    from rlfleet.algos.registry import ALGORITHMS
+    from rlfleet.algos.registry import algorithms
     from rlfleet.config.loader import available_presets
 
     presets = available_presets()
-    width = max(map(len, ALGORITHMS))
+    specs = algorithms()
+    width = max(map(len, specs))
     print("algorithms:")
-    for name, spec in sorted(ALGORITHMS.items()):
+    for name, spec in specs.items():
         print(f"  {name:<{width}} {spec.description}")
         print(f"  {'':<{width}} presets: {', '.join(presets.get(name, [])) or '-'}")
     print("env suites (preset chosen from the env id):")

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from rlfleet.checkpoint import Checkpointer, load_checkpoint
+from rlfleet.checkpoint import Checkpointer, check_checkpoint, load_checkpoint
 from rlfleet.config.loader import load_yaml, validate
 from rlfleet.envs.make import make_env
-from rlfleet.experiment import build_experiment, probe_spaces
+from rlfleet.build import build_experiment, probe_spaces
 from rlfleet.samplers.evaluation import evaluate_agent
 
 
@@ -36,6 +36,12 @@ def evaluate_run(
     config = validate(data, probe_spaces(config))
     exp = build_experiment(config, run_dir=None)
     try:
+        check_checkpoint(
+            state,
+            algorithm=config.algorithm,
+            agent_state=exp.agent.state_dict(),
+            parts=("config", "runner", "agent", "sampler"),
+        )
         exp.agent.load_state_dict(state["agent"])
         normalizer = exp.sampler.obs_normalizer
         if normalizer is not None:

@@ -276,9 +276,9 @@ def _path_safe(text: str) -> str:
 # ----- planning -----
 def plan_sweep(spec: SweepSpec, name: str | None = None, runs_root: str | Path = "runs") -> SweepPlan:
     """Validate every grid point's config and lay out the runs; nothing is written or started."""
-    from rlfleet.algos.registry import get_algorithm
+    from rlfleet.build import probe_spaces
     from rlfleet.config.loader import resolve, validate
-    from rlfleet.experiment import probe_spaces, run_dir_for
+    from rlfleet.experiment import run_dir_for
 
     if not spec.algorithm:
         raise ConfigError("name an algorithm (rlfleet sweep ALGO -e ENV ...) or give --config FILE with 'algorithm'")
@@ -308,7 +308,6 @@ def plan_sweep(spec: SweepSpec, name: str | None = None, runs_root: str | Path =
             if env_key not in spaces:
                 spaces[env_key] = probe_spaces(config)
             config = validate(data, spaces[env_key])
-            get_algorithm(config.algorithm).check_action_space(spaces[env_key], config.env.id)
         except ConfigError as err:
             raise ConfigError(f"grid point {label}: {err}") from None
         run_name = f"{name}/{tag}" if tag else name

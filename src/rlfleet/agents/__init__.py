@@ -1,7 +1,5 @@
-"""Agents: hold the model, turn observations into actions, and expose what losses need."""
+"""Agents: hold the model, turn observations into actions, and expose what losses need.
 
-from rlfleet.agents.base import Agent, AgentInputs, AgentStep
-from rlfleet.agents.dqn import DqnAgent
-from rlfleet.agents.pg import CategoricalPgAgent, GaussianPgAgent
-
-__all__ = ["Agent", "AgentInputs", "AgentStep", "CategoricalPgAgent", "DqnAgent", "GaussianPgAgent"]
+Import them from their modules (`rlfleet.agents.pg`, `rlfleet.agents.dqn`, ...); this package
+imports nothing, so the torch-free `rlfleet.agents.config` loads without torch.
+"""

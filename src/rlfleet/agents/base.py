@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from rlfleet.agents.config import PgAgentConfig
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.utils.buffers import buffer_to, torchify_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
@@ -36,11 +37,16 @@ class Agent:
 
     Args:
         model_factory: ``f(env_spaces) -> nn.Module``; lets YAML swap in a custom model.
+        config: the agent's options, an instance of its ``config_class`` (the ``agent:``
+            section; None: the defaults).
         device: torch device for the model.
     """
 
-    def __init__(self, model_factory: ModelFactory, device: str = "cpu"):
+    config_class: ClassVar[type] = PgAgentConfig
+
+    def __init__(self, model_factory: ModelFactory, config: Any = None, device: str = "cpu"):
         self.model_factory = model_factory
+        self.config = config if config is not None else self.config_class()
         self.device = torch.device(device)
         self.model: nn.Module | None = None
         self.env_spaces: EnvSpaces | None = None

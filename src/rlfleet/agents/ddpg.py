@@ -4,47 +4,18 @@ of the actor and the critic."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from rlfleet.agents.base import Agent, AgentStep, ModelFactory, polyak_update
+from rlfleet.agents.config import DdpgAgentConfig
 from rlfleet.distributions.noise import GaussianNoise, OrnsteinUhlenbeckNoise
 from rlfleet.envs.spaces import Box, EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
 AgentInfo = namedarraytuple("AgentInfo", ["mu"])
-
-NOISES = ("gaussian", "ou", "none")
-
-
-@dataclass
-class DdpgAgentConfig:
-    """Exploration of a deterministic policy (actions in [-1, 1]).
-
-    Attributes:
-        exploration_noise: ``gaussian`` (independent per step; Fujimoto et al. 2018), ``ou``
-            (Ornstein-Uhlenbeck, one process per env, restarted at every episode start;
-            Lillicrap et al. 2016) or ``none``.
-        noise_std: standard deviation of the Gaussian noise.
-        ou_theta: OU mean-reversion rate.
-        ou_sigma: OU diffusion scale.
-        ou_dt: OU time step (1e-2 as in OpenAI Baselines and Stable-Baselines3; 1 gives
-            rllab's undiscretised recursion).
-        random_action_steps: env steps at the start of training with uniform random actions
-            instead of the policy (Stable-Baselines3's behaviour before ``learning_starts``;
-            the TD3 paper's initial pure exploration). 0 disables.
-    """
-
-    exploration_noise: str = "gaussian"
-    noise_std: float = 0.1
-    ou_theta: float = 0.15
-    ou_sigma: float = 0.2
-    ou_dt: float = 1e-2
-    random_action_steps: int = 0
-
 
 class DdpgAgent(Agent):
     """Acts with ``a = clip(mu(s) + noise, -1, 1)`` while sampling and ``mu(s)`` in evaluation;
@@ -56,31 +27,20 @@ class DdpgAgent(Agent):
     end of its episode (``reset_envs``).
 
     Args:
-        model_factory, device: as for `Agent`.
-        exploration_noise, noise_std, ou_theta, ou_sigma, ou_dt, random_action_steps: as in
-            `DdpgAgentConfig`.
+        model_factory, config, device: as for `Agent`; ``config`` is a `DdpgAgentConfig`.
     """
 
-    def __init__(
-        self,
-        model_factory: ModelFactory,
-        device: str = "cpu",
-        exploration_noise: str = "gaussian",
-        noise_std: float = 0.1,
-        ou_theta: float = 0.15,
-        ou_sigma: float = 0.2,
-        ou_dt: float = 1e-2,
-        random_action_steps: int = 0,
-    ):
-        super().__init__(model_factory, device)
-        if exploration_noise not in NOISES:
-            raise ConfigError(f"agent.exploration_noise {exploration_noise!r} is not one of {', '.join(NOISES)}")
+    config_class = DdpgAgentConfig
+
+    def __init__(self, model_factory: ModelFactory, config: DdpgAgentConfig | None = None, device: str = "cpu"):
+        super().__init__(model_factory, config, device)
+        c = self.config
         self.noise: GaussianNoise | OrnsteinUhlenbeckNoise | None = None
-        if exploration_noise == "ou":
-            self.noise = OrnsteinUhlenbeckNoise(ou_theta, ou_sigma, ou_dt)
-        elif exploration_noise == "gaussian":
-            self.noise = GaussianNoise(noise_std)
-        self.random_action_steps = random_action_steps
+        if c.exploration_noise == "ou":
+            self.noise = OrnsteinUhlenbeckNoise(c.ou_theta, c.ou_sigma, c.ou_dt)
+        elif c.exploration_noise == "gaussian":
+            self.noise = GaussianNoise(c.noise_std)
+        self.random_action_steps = c.random_action_steps
         self._sampled_steps = 0  # env steps so far, counted per step within a sampler batch
 
     def check_spaces(self, env_spaces: EnvSpaces) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from rlfleet.agents.config import CategoricalAgentConfig, IqnAgentConfig
 from rlfleet.agents.dqn import DqnAgent
 from rlfleet.models.encoder import observation_leading_dims
 
@@ -13,15 +14,16 @@ class CategoricalDqnAgent(DqnAgent):
     ``z = linspace(v_min, v_max, K)``; ``Q(s, a) = sum_k softmax(logits)_k z_k``.
 
     Args:
-        v_min, v_max: the support's edges (K is the model's number of atoms).
-        other args: as for `DqnAgent`.
+        model_factory, config, device: as for `DqnAgent`; ``config`` is a
+            `CategoricalAgentConfig` (``v_min``, ``v_max``: the support's edges; K is the
+            model's number of atoms).
     """
 
-    def __init__(self, model_factory, v_min: float = -10.0, v_max: float = 10.0, **kwargs):
-        super().__init__(model_factory, **kwargs)
-        if v_min >= v_max:
-            raise ValueError(f"v_min ({v_min}) must be below v_max ({v_max})")
-        self.v_min, self.v_max = v_min, v_max
+    config_class = CategoricalAgentConfig
+
+    def __init__(self, model_factory, config: CategoricalAgentConfig | None = None, device: str = "cpu"):
+        super().__init__(model_factory, config, device)
+        self.v_min, self.v_max = self.config.v_min, self.config.v_max
         self._support: torch.Tensor | None = None
 
     def support(self, n_atoms: int) -> torch.Tensor:
@@ -47,13 +49,15 @@ class IqnAgent(DqnAgent):
     ``[..., A, K]``. Acting averages ``policy_quantiles`` quantiles at uniformly drawn fractions.
 
     Args:
-        policy_quantiles: fractions sampled per acting step (the paper's K = 32).
-        other args: as for `DqnAgent`.
+        model_factory, config, device: as for `DqnAgent`; ``config`` is an `IqnAgentConfig`
+            (``policy_quantiles``: fractions sampled per acting step, the paper's K = 32).
     """
 
-    def __init__(self, model_factory, policy_quantiles: int = 32, **kwargs):
-        super().__init__(model_factory, **kwargs)
-        self.policy_quantiles = policy_quantiles
+    config_class = IqnAgentConfig
+
+    def __init__(self, model_factory, config: IqnAgentConfig | None = None, device: str = "cpu"):
+        super().__init__(model_factory, config, device)
+        self.policy_quantiles = self.config.policy_quantiles
 
     def __call__(self, observation, prev_action, prev_reward, taus: torch.Tensor | None = None) -> torch.Tensor:
         """Quantile values ``[..., A, K]``; without ``taus``, ``policy_quantiles`` random ones."""

@@ -7,6 +7,7 @@ import copy
 import torch
 
 from rlfleet.agents.base import Agent, AgentStep, polyak_update
+from rlfleet.agents.config import DqnAgentConfig
 from rlfleet.distributions import EpsilonGreedy
 from rlfleet.envs.spaces import Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
@@ -26,23 +27,18 @@ class DqnAgent(Agent):
     ``q_values``.
 
     Args:
-        model_factory, device: as for `Agent`.
-        eps_start, eps_end: exploration epsilon, linearly annealed over ``eps_steps`` env steps.
-        eps_eval: epsilon during evaluation (0 is greedy).
+        model_factory, config, device: as for `Agent`; ``config`` is a `DqnAgentConfig`
+            (epsilon linearly annealed from ``eps_start`` to ``eps_end`` over ``eps_steps`` env
+            steps; ``eps_eval`` in evaluation).
     """
 
-    def __init__(
-        self,
-        model_factory,
-        device: str = "cpu",
-        eps_start: float = 1.0,
-        eps_end: float = 0.05,
-        eps_steps: int = 10_000,
-        eps_eval: float = 0.0,
-    ):
-        super().__init__(model_factory, device)
-        self.eps_schedule = LinearSchedule(eps_start, eps_end, eps_steps)
-        self.eps_eval = eps_eval
+    config_class = DqnAgentConfig
+
+    def __init__(self, model_factory, config: DqnAgentConfig | None = None, device: str = "cpu"):
+        super().__init__(model_factory, config, device)
+        c = self.config
+        self.eps_schedule = LinearSchedule(c.eps_start, c.eps_end, c.eps_steps)
+        self.eps_eval = c.eps_eval
 
     def check_spaces(self, env_spaces: EnvSpaces) -> None:
         if not isinstance(env_spaces.action, Discrete):

@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rlfleet.agents.base import Agent, AgentStep, polyak_update
+from rlfleet.agents.config import SacAgentConfig
 from rlfleet.distributions import Categorical, DistInfo, DistInfoStd, Gaussian
 from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
 from rlfleet.errors import ConfigError
@@ -25,26 +25,15 @@ from rlfleet.utils.namedarraytuple import namedarraytuple
 AgentInfo = namedarraytuple("AgentInfo", ["dist_info"])
 
 
-@dataclass
-class SacAgentConfig:
-    """Options of the soft actor-critic agents.
-
-    Attributes:
-        random_action_steps: act uniformly at random (``U[-1, 1]^d``, or uniform over the discrete
-            actions) for this many env steps before using the policy, as SB3 and CleanRL do
-            until ``learning_starts``; usually set equal to ``algo.learning_starts``.
-    """
-
-    random_action_steps: int = 0
-
-
 class _SoftActorCriticAgent(Agent):
     """What both soft actor-critic agents share: the target critic, its soft update, the random
     warm-up, and checkpointing."""
 
-    def __init__(self, model_factory, device: str = "cpu", random_action_steps: int = 0):
-        super().__init__(model_factory, device)
-        self.random_action_steps = random_action_steps
+    config_class = SacAgentConfig
+
+    def __init__(self, model_factory, config: SacAgentConfig | None = None, device: str = "cpu"):
+        super().__init__(model_factory, config, device)
+        self.random_action_steps = self.config.random_action_steps
 
     def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
         super().initialize(env_spaces, seed)

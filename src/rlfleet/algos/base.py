@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from rlfleet.agents.base import Agent
+from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.samplers.sampler import SamplerBatch
 
 
@@ -21,21 +20,26 @@ class Algorithm:
 
     def __init__(self) -> None:
         self.agent: Agent | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer: FlatOptimizer | None = None
         self.updates = 0
         self.samples_trained = 0
         self.n_steps = 1
         self.batch_size_sampler = 1
 
-    def initialize(self, agent: Agent, n_steps: int, batch_T: int, batch_B: int) -> None:
+    def initialize(self, agent: Agent, n_steps: int, batch_T: int, batch_B: int, replay: Any = None) -> None:
         """``n_steps``: the run's total env steps (for schedules); ``batch_T``, ``batch_B``: the
-        sampler's batch shape."""
+        sampler's batch shape; ``replay``: the replay of an off-policy algorithm (its spec's
+        ``policy="off"``), built by the composition root, else None."""
         self.agent = agent
         self.n_steps = n_steps
         self.batch_size_sampler = batch_T * batch_B
 
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
         raise NotImplementedError
+
+    def optimizers(self) -> list[FlatOptimizer]:
+        """Every optimizer the update steps (the data-parallel runner averages their gradients)."""
+        return [self.optimizer]
 
     def state_dict(self) -> dict[str, Any]:
         return {

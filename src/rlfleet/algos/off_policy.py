@@ -1,59 +1,22 @@
-"""What every replay-based algorithm shares: the replay (uniform or prioritized, n-step,
-frame-once), the update schedule, importance weights and priority updates."""
+"""What every replay-based algorithm shares: the update schedule, importance weights and
+priority updates over the replay it is handed (uniform or prioritized, n-step, frame-once)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 import torch
 
 from rlfleet.algos.base import Algorithm
+from rlfleet.algos.off_policy_config import OffPolicyConfig
 from rlfleet.replays.n_step import NStepReplayBuffer, ReplaySamples
-from rlfleet.replays.prioritized import PrioritizedReplayBuffer
 from rlfleet.samplers.sampler import SamplerBatch
-from rlfleet.utils.schedules import LinearSchedule
-
-
-@dataclass
-class OffPolicyConfig:
-    """Replay and update schedule, shared by every off-policy algorithm.
-
-    Attributes:
-        gamma: discount.
-        batch_size: transitions per gradient step.
-        replay_size: transitions the replay holds.
-        learning_starts: env steps collected before the first update.
-        replay_ratio: transitions trained on per transition sampled (rlpyt's ratio):
-            updates per sampler batch = replay_ratio * T * B / batch_size.
-        n_step: return horizon.
-        prioritized: prioritized replay (Schaul et al. 2016, proportional).
-        priority_alpha: priority exponent.
-        priority_beta_start: importance-weight exponent at the start, annealed linearly to 1 ...
-        priority_beta_steps: ... over this many env steps (0: over the whole run).
-        priority_eps: added to errors before the exponent.
-        replay_frame_stack: store stacked image observations one frame at a time and rebuild
-            the stacks when sampling (set to the env's frame stack, e.g. 4 on Atari; 0: store
-            observations whole).
-    """
-
-    gamma: float = 0.99
-    batch_size: int = 32
-    replay_size: int = 100_000
-    learning_starts: int = 1_000
-    replay_ratio: float = 8.0
-    n_step: int = 1
-    prioritized: bool = False
-    priority_alpha: float = 0.6
-    priority_beta_start: float = 0.4
-    priority_beta_steps: int = 0
-    priority_eps: float = 1e-6
-    replay_frame_stack: int = 0
 
 
 class OffPolicyAlgorithm(Algorithm):
-    """Stores every sampler batch in the replay, then runs ``updates_per_batch`` updates of
-    ``gradient_step(samples, weights)`` followed by ``after_update()``.
+    """Runs ``updates_per_batch`` updates of ``gradient_step(samples, weights)`` followed by
+    ``after_update()`` after every sampler batch, drawing from the replay it is handed (the
+    runner appends each batch to the replay before calling `optimize_agent`).
 
     Subclasses implement ``build_optimizers(agent)`` and ``gradient_step``, which returns the
     per-sample errors PER stores (``[N]``) and diagnostics (0-dim tensors, averaged into
@@ -66,21 +29,13 @@ class OffPolicyAlgorithm(Algorithm):
         super().__init__()
         self.config = config
         self.replay: NStepReplayBuffer | None = None
-        self.save_replay = True
 
-    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
+    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int, replay: NStepReplayBuffer | None = None):
+        """``replay``: the replay built from the ``replay:`` section (`rlfleet.build`)."""
         super().initialize(agent, n_steps, batch_T, batch_B)
         c = self.config
         self.build_optimizers(agent)
-        seed = int(torch.randint(2**31, (1,), generator=agent.generator))
-        replay_args = dict(n_step=c.n_step, gamma=c.gamma, seed=seed, frame_stack=c.replay_frame_stack)
-        if c.prioritized:
-            self.replay = PrioritizedReplayBuffer(
-                c.replay_size, batch_B, alpha=c.priority_alpha, eps=c.priority_eps, **replay_args
-            )
-            self.beta = LinearSchedule(c.priority_beta_start, 1.0, c.priority_beta_steps or n_steps)
-        else:
-            self.replay = NStepReplayBuffer(c.replay_size, batch_B, **replay_args)
+        self.replay = replay
         self.updates_per_batch = max(1, round(c.replay_ratio * batch_T * batch_B / c.batch_size))
 
     def build_optimizers(self, agent) -> None:
@@ -104,20 +59,14 @@ class OffPolicyAlgorithm(Algorithm):
 
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
         c = self.config
-        self.replay.append(batch.samples)
         stats: dict[str, list[torch.Tensor]] = defaultdict(list)
         if env_steps < c.learning_starts or not self.replay.can_sample():
             return self.extra_stats()
         for _ in range(self.updates_per_batch):
-            if c.prioritized:
-                sampled = self.replay.sample(c.batch_size, beta=self.beta(env_steps))
-                samples, weights = sampled.samples, sampled.weights
-            else:
-                samples, weights = self.replay.sample(c.batch_size), None
-            priority, diagnostics = self.gradient_step(samples, weights)
+            sampled = self.replay.sample_batch(c.batch_size, env_steps)
+            priority, diagnostics = self.gradient_step(sampled.samples, sampled.weights)
             priority = priority.abs()
-            if c.prioritized:
-                self.replay.update_priorities(sampled.indices, priority)
+            self.replay.update_priorities(sampled.indices, priority)
             self.updates += 1
             self.samples_trained += c.batch_size
             self.after_update()
@@ -125,19 +74,4 @@ class OffPolicyAlgorithm(Algorithm):
                 stats[key].append(value)
             stats["priority"].append(priority.mean())
         out = {k: torch.stack(v).mean().item() for k, v in stats.items()}
-        if c.prioritized:
-            out["beta"] = self.beta(env_steps)
-        return {**out, **self.extra_stats()}
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["replay"] = self.replay.state_dict() if self.save_replay else None
-        state["replay_rng"] = self.replay.rng.bit_generator.state
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        if state.get("replay") is not None:
-            self.replay.load_state_dict(state["replay"])
-        else:
-            self.replay.rng.bit_generator.state = state["replay_rng"]
+        return {**out, **self.replay.diagnostics(env_steps), **self.extra_stats()}

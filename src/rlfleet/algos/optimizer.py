@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from rlfleet.errors import CheckpointError
+from rlfleet.errors import CheckpointError, NonFiniteError
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -35,10 +35,15 @@ class FlatOptimizer:
         max_grad_norm: clip the global gradient norm to this (0 disables).
         betas: Adam's moment decay rates.
         rmsprop_alpha: RMSprop smoothing constant.
+        name: the loss's progress.csv column (``critic_loss``), for the error below; None: the
+            runner names it after the algorithm's attribute holding this optimizer
+            (``critic_optimizer`` -> ``critic_loss``, ``optimizer`` -> ``loss``).
 
     ``step(loss)`` zeroes the gradients, backpropagates ``loss``, applies ``grad_hook``, clips,
-    updates, and returns the gradient norm before clipping (a 0-dim tensor, not synced to the
-    host).
+    updates, and returns the gradient norm before clipping (a 0-dim tensor). It then checks the
+    loss and the updated parameters with one ``torch.isfinite(...).all()`` each and raises
+    `NonFiniteError` on a NaN or Inf: one host sync per step (free on the CPU; on a GPU it
+    waits for the step's kernels, so the next step's launches no longer overlap them).
 
     ``grad_hook`` (None by default) is ``f(flat_grad)``, called with the whole gradient
     (``[n_parameters]``) after backward and before the norm and the clip, to change it in
@@ -55,6 +60,7 @@ class FlatOptimizer:
         max_grad_norm: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         rmsprop_alpha: float = 0.99,
+        name: str | None = None,
     ):
         if kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -65,6 +71,7 @@ class FlatOptimizer:
             raise ValueError("FlatOptimizer needs all parameters on one device with one dtype")
         self.kind, self.lr, self.eps, self.max_grad_norm = kind, lr, eps, max_grad_norm
         self.betas, self.rmsprop_alpha = betas, rmsprop_alpha
+        self.name = name
         self.flat, self.flat_grad, self._grad_views = self._pack(self.parameters)
         self.grad_hook: Callable[[torch.Tensor], None] | None = None
         self.steps = 0
@@ -102,7 +109,17 @@ class FlatOptimizer:
                 self._adam(self.flat_grad)
             else:
                 self._rmsprop(self.flat_grad)
+            finite = torch.isfinite(loss).all() & torch.isfinite(self.flat).all()
+        if not finite:
+            raise self._non_finite(loss, grad_norm)
         return grad_norm
+
+    def _non_finite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> NonFiniteError:
+        """The error for a step whose loss or updated parameters hold a NaN or Inf."""
+        value = float(loss.detach())
+        err = NonFiniteError(self.name, value, float(grad_norm), in_parameters=math.isfinite(value))
+        err.optimizer = self  # for the runner to name the loss; it drops the reference
+        return err
 
     def _adam(self, g: torch.Tensor) -> None:
         """``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,

@@ -11,31 +11,42 @@ from typing import Any
 
 import yaml
 
-from rlfleet.algos.registry import AlgoSpec, get_algorithm
+from rlfleet.algos.registry import algorithms, get_algorithm
+from rlfleet.algos.spec import AlgoSpec
 from rlfleet.config.schema import (
     RUNNER_KINDS,
     SAMPLER_KINDS,
+    EnvConfig,
     ExperimentConfig,
     LoggerConfig,
+    ReplayConfig,
     RunnerConfig,
     SamplerConfig,
 )
 from rlfleet.config.validate import build_dataclass, check_kwargs, check_value, dataclass_keys, unknown_key_error
-from rlfleet.envs.dmc import is_dmc
-from rlfleet.envs.make import EnvConfig, is_atari
 from rlfleet.errors import ConfigError
 from rlfleet.utils.imports import import_object, looks_like_import_path
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 SECTIONS: dict[str, type] = {"env": EnvConfig, "sampler": SamplerConfig, "runner": RunnerConfig, "logger": LoggerConfig}
 MODEL_SPACE_ARGS = ("observation_space", "action_space")
+# Replay keys that lived under ``algo:`` before the replay became its own section.
+MOVED_TO_REPLAY = {
+    "replay_size": "replay.size",
+    "prioritized": "replay.kind (uniform or prioritized)",
+    "priority_alpha": "replay.alpha",
+    "priority_beta_start": "replay.beta_start",
+    "priority_beta_steps": "replay.beta_steps",
+    "priority_eps": "replay.eps",
+    "replay_frame_stack": "replay.frame_stack",
+}
 
 
 def env_suite(env_id: str) -> str:
     """The preset suite of an env id: atari, minatar, dmc, classic, box2d, mujoco or custom."""
-    if is_atari(env_id):
+    if env_id.startswith("ALE/"):
         return "atari"
-    if is_dmc(env_id):
+    if env_id.startswith("dmc:"):
         return "dmc"
     if env_id.startswith("MinAtar/"):
         return "minatar"
@@ -122,7 +133,9 @@ def all_keys(spec: AlgoSpec, model_class: Any) -> list[str]:
     keys = ["algorithm", "seed", "model"]
     for name, cls in SECTIONS.items():
         keys += [name] + dataclass_keys(cls, f"{name}.")
-    keys += dataclass_keys(spec.config_class, "algo.") + dataclass_keys(spec.agent_config_class, "agent.")
+    keys += dataclass_keys(spec.config, "algo.") + dataclass_keys(spec.agent_config, "agent.")
+    if spec.off_policy:
+        keys += ["replay"] + dataclass_keys(ReplayConfig, "replay.")
     try:
         import inspect
 
@@ -135,7 +148,9 @@ def all_keys(spec: AlgoSpec, model_class: Any) -> list[str]:
 def _model_class(spec: AlgoSpec, model: dict, env_spaces_hint: Any | None) -> Any:
     if "_target_" in model:
         return import_object(str(model["_target_"]), what="model")
-    return spec.default_model(env_spaces_hint) if env_spaces_hint is not None else None
+    if env_spaces_hint is None or env_spaces_hint.action_kind not in spec.action_spaces:
+        return None
+    return spec.default_model_class(env_spaces_hint.action_kind)
 
 
 def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
@@ -158,13 +173,20 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
         elif key in SECTIONS:
             kwargs[key] = build_dataclass(SECTIONS[key], value or {}, key, keys)
         elif key == "algo":
-            kwargs[key] = build_dataclass(spec.config_class, value or {}, key, keys)
+            check_moved_keys(value or {})
+            kwargs[key] = build_dataclass(spec.config, value or {}, key, keys)
         elif key == "agent":
-            kwargs[key] = build_dataclass(spec.agent_config_class, value or {}, key, keys)
-        else:
+            kwargs[key] = build_dataclass(spec.agent_config, value or {}, key, keys)
+        elif key == "replay" and not spec.off_policy:
+            raise ConfigError(f"{spec.name} is on-policy and uses no replay: remove the 'replay' section")
+        elif key != "replay":
             raise unknown_key_error(key, keys)
-    kwargs.setdefault("algo", spec.config_class())
-    kwargs.setdefault("agent", spec.agent_config_class())
+    kwargs.setdefault("algo", spec.config())
+    kwargs.setdefault("agent", spec.agent_config())
+    if spec.off_policy:
+        kwargs["replay"] = build_dataclass(
+            ReplayConfig, {**spec.replay_defaults, **(data.get("replay") or {})}, "replay", keys
+        )
     if model_class is not None:
         model_kwargs = {k: v for k, v in model.items() if k != "_target_"}
         check_kwargs(model_class, model_kwargs, "model", skip=MODEL_SPACE_ARGS)
@@ -173,7 +195,44 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
         check_kwargs(import_object(env.id, what="env"), env.kwargs, "env.kwargs")
     check_choice("sampler.kind", kwargs.get("sampler"), SAMPLER_KINDS)
     check_choice("runner.kind", kwargs.get("runner"), RUNNER_KINDS)
-    return ExperimentConfig(**kwargs)
+    config = ExperimentConfig(**kwargs)
+    check_capabilities(spec, config, env_spaces)
+    return config
+
+
+def check_moved_keys(algo: Any) -> None:
+    """One line for a replay key still under ``algo:`` (configs written before the replay
+    became its own section)."""
+    if isinstance(algo, dict):
+        for key in algo:
+            if key in MOVED_TO_REPLAY:
+                raise ConfigError(f"config key 'algo.{key}' moved to {MOVED_TO_REPLAY[key]}")
+
+
+def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any | None) -> None:
+    """What ``spec`` declares against what ``config`` asks for (and the env's action space when
+    known); the algorithm's own cross-field rules last."""
+    kind = config.runner.kind
+    if kind not in spec.runner_kinds:
+        others = [s.name for s in algorithms().values() if kind in s.runner_kinds]
+        raise ConfigError(
+            f"runner.kind={kind} does not run {spec.name} ({spec.policy}-policy); {spec.name} runs with "
+            f"runner.kind {' or '.join(spec.runner_kinds)}; algorithms for {kind}: {', '.join(others)}"
+        )
+    if config.sampler.kind not in spec.sampler_kinds:
+        raise ConfigError(
+            f"sampler.kind={config.sampler.kind} does not run {spec.name}; "
+            f"it runs with sampler.kind {' or '.join(spec.sampler_kinds)}"
+        )
+    if env_spaces is not None and env_spaces.action_kind not in spec.action_spaces:
+        others = [s.name for s in algorithms().values() if env_spaces.action_kind in s.action_spaces]
+        hint = f"; algorithms that can: {', '.join(others)}" if others else ""
+        raise ConfigError(
+            f"{spec.name} cannot act in {config.env.id}: its action space is "
+            f"{type(env_spaces.action).__name__}, {spec.name} needs {' or '.join(spec.action_spaces)}{hint}"
+        )
+    if spec.check is not None:
+        spec.check(config)
 
 
 def check_choice(key: str, section: Any, choices: tuple[str, ...]) -> None:

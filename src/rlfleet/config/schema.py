@@ -5,7 +5,58 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlfleet.envs.make import EnvConfig
+
+@dataclass
+class AtariOptions:
+    """Standard Atari preprocessing (Machado et al. 2018 / SB3's AtariWrapper).
+
+    Attributes:
+        frame_skip: frames per agent step (max-pooled over the last two).
+        screen_size: square output size of the grayscale frame.
+        frame_stack: frames stacked on the channel axis; observations are ``[C,H,W]`` uint8.
+        noop_max: up to this many no-op actions after reset.
+        terminal_on_life_loss: end training episodes on life loss (evaluation never does).
+        clip_reward: clip training rewards to their sign (evaluation reports raw rewards).
+        repeat_action_probability: sticky actions (v5 default 0.25).
+    """
+
+    frame_skip: int = 4
+    screen_size: int = 84
+    frame_stack: int = 4
+    noop_max: int = 30
+    terminal_on_life_loss: bool = False
+    clip_reward: bool = True
+    repeat_action_probability: float = 0.25
+
+
+@dataclass
+class EnvConfig:
+    """Which env to build and how.
+
+    Attributes:
+        id: a Gymnasium id (``CartPole-v1``, ``HalfCheetah-v5``, ``ALE/Pong-v5``,
+            ``MinAtar/Breakout-v1``), a DeepMind Control id ``dmc:<domain>-<task>``
+            (``dmc:cheetah-run``) or an import path ``pkg.module:EnvClass`` of a ``gym.Env``
+            class or factory.
+        kwargs: keyword arguments passed to ``gym.make``, to ``dm_control.suite.load`` or to the
+            imported class.
+        max_episode_steps: time limit override (``None`` keeps the registered one).
+        normalize_obs: running mean/std observation normalisation (statistics checkpointed).
+        normalize_reward: scale rewards by the running std of the discounted return.
+        clip_obs: clip normalised observations to ``[-clip_obs, clip_obs]``.
+        clip_reward: clip normalised rewards to ``[-clip_reward, clip_reward]``.
+        atari: preprocessing for ``ALE/...`` ids.
+    """
+
+    id: str = "CartPole-v1"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    atari: AtariOptions = field(default_factory=AtariOptions)
+
 
 SAMPLER_KINDS = ("serial", "parallel", "alternating", "envpool")
 RUNNER_KINDS = ("minibatch", "data_parallel", "async")
@@ -87,6 +138,37 @@ class RunnerConfig:
     async_lead_batches: int = 2
 
 
+REPLAY_KINDS = ("uniform", "prioritized")
+
+
+@dataclass
+class ReplayConfig:
+    """The replay buffer of off-policy algorithms (built by the composition root and handed to
+    the algorithm; see `rlfleet.replays`).
+
+    Attributes:
+        kind: one of `REPLAY_KINDS`: ``uniform`` or ``prioritized`` (proportional prioritized
+            replay, Schaul et al. 2016).
+        size: transitions the replay holds.
+        alpha: ``prioritized``: priority exponent.
+        beta_start: ``prioritized``: importance-weight exponent at the start, annealed linearly
+            to 1 ...
+        beta_steps: ... over this many env steps (0: over the whole run).
+        eps: ``prioritized``: added to errors before the exponent.
+        frame_stack: store stacked image observations one frame at a time and rebuild the
+            stacks when sampling (set to the env's frame stack, e.g. 4 on Atari; 0: store
+            observations whole).
+    """
+
+    kind: str = "uniform"
+    size: int = 100_000
+    alpha: float = 0.6
+    beta_start: float = 0.4
+    beta_steps: int = 0
+    eps: float = 1e-6
+    frame_stack: int = 0
+
+
 @dataclass
 class LoggerConfig:
     """Where diagnostics go besides progress.csv.
@@ -110,9 +192,10 @@ class LoggerConfig:
 class ExperimentConfig:
     """Everything a run needs; saved as ``config.yaml`` in the run directory.
 
-    ``algo`` and ``agent`` hold the chosen algorithm's and agent's dataclasses; ``model`` holds
-    keyword arguments of the default model, or ``_target_`` (an import path) plus the kwargs
-    of a custom model.
+    ``algo`` and ``agent`` hold the chosen algorithm's and agent's dataclasses; ``replay`` the
+    replay of an off-policy algorithm (None for on-policy ones); ``model`` holds keyword
+    arguments of the default model, or ``_target_`` (an import path) plus the kwargs of a
+    custom model.
     """
 
     algorithm: str
@@ -123,4 +206,5 @@ class ExperimentConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     algo: Any = None
     agent: Any = None
+    replay: ReplayConfig | None = None
     model: dict[str, Any] = field(default_factory=dict)

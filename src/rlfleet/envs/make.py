@@ -6,68 +6,15 @@ from __future__ import annotations
 
 import difflib
 import functools
-from dataclasses import dataclass, field
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from rlfleet.config.schema import EnvConfig
 from rlfleet.envs.dmc import dmc_task, is_dmc, make_dmc_env
 from rlfleet.envs.gym_env import GymEnv
 from rlfleet.errors import ConfigError
 from rlfleet.utils.imports import import_object, looks_like_import_path
-
-
-@dataclass
-class AtariOptions:
-    """Standard Atari preprocessing (Machado et al. 2018 / SB3's AtariWrapper).
-
-    Attributes:
-        frame_skip: frames per agent step (max-pooled over the last two).
-        screen_size: square output size of the grayscale frame.
-        frame_stack: frames stacked on the channel axis; observations are ``[C,H,W]`` uint8.
-        noop_max: up to this many no-op actions after reset.
-        terminal_on_life_loss: end training episodes on life loss (evaluation never does).
-        clip_reward: clip training rewards to their sign (evaluation reports raw rewards).
-        repeat_action_probability: sticky actions (v5 default 0.25).
-    """
-
-    frame_skip: int = 4
-    screen_size: int = 84
-    frame_stack: int = 4
-    noop_max: int = 30
-    terminal_on_life_loss: bool = False
-    clip_reward: bool = True
-    repeat_action_probability: float = 0.25
-
-
-@dataclass
-class EnvConfig:
-    """Which env to build and how.
-
-    Attributes:
-        id: a Gymnasium id (``CartPole-v1``, ``HalfCheetah-v5``, ``ALE/Pong-v5``,
-            ``MinAtar/Breakout-v1``), a DeepMind Control id ``dmc:<domain>-<task>``
-            (``dmc:cheetah-run``) or an import path ``pkg.module:EnvClass`` of a ``gym.Env``
-            class or factory.
-        kwargs: keyword arguments passed to ``gym.make``, to ``dm_control.suite.load`` or to the
-            imported class.
-        max_episode_steps: time limit override (``None`` keeps the registered one).
-        normalize_obs: running mean/std observation normalisation (statistics checkpointed).
-        normalize_reward: scale rewards by the running std of the discounted return.
-        clip_obs: clip normalised observations to ``[-clip_obs, clip_obs]``.
-        clip_reward: clip normalised rewards to ``[-clip_reward, clip_reward]``.
-        atari: preprocessing for ``ALE/...`` ids.
-    """
-
-    id: str = "CartPole-v1"
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    max_episode_steps: int | None = None
-    normalize_obs: bool = False
-    normalize_reward: bool = False
-    clip_obs: float = 10.0
-    clip_reward: float = 10.0
-    atari: AtariOptions = field(default_factory=AtariOptions)
 
 
 def register_extra_envs(env_id: str | None = None) -> None:

@@ -123,6 +123,12 @@ class EnvSpaces:
     observation: Space
     action: Space
 
+    @property
+    def action_kind(self) -> str:
+        """``discrete``, ``box``, ``multi_discrete`` or ``composite``: the action-space kind that
+        algorithm specs declare support for."""
+        return {Discrete: "discrete", Box: "box", MultiDiscrete: "multi_discrete"}.get(type(self.action), "composite")
+
 
 def from_gym(space: gym.Space, typename: str = "Observation") -> Space:
     """Convert a Gymnasium space; raises ValueError naming any unsupported space."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from rlfleet.agents.base import AgentInputs
 from rlfleet.utils.buffers import buffer_from_example, map_buffer, torchify_buffer
@@ -198,6 +199,20 @@ def _continues(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return same.all(axis=tuple(range(2, same.ndim)))
 
 
+class ReplayBatch(NamedTuple):
+    """What `sample_batch` returns.
+
+    Attributes:
+        samples: ReplaySamples of ``[N]`` tensors.
+        weights: ``[N]`` float32 importance weights (prioritized replay), or None.
+        indices: ``[N]`` int64 tree leaves for ``update_priorities`` (prioritized replay), or None.
+    """
+
+    samples: Any
+    weights: torch.Tensor | None
+    indices: np.ndarray | None
+
+
 class NStepReplayBuffer:
     """Args:
         size: transitions held (rounded down to a multiple of B).
@@ -314,6 +329,19 @@ class NStepReplayBuffer:
     def can_sample(self) -> bool:
         oldest, newest = self.sampleable_rows()
         return oldest <= newest
+
+    def sample_batch(self, batch_size: int, env_steps: int) -> ReplayBatch:
+        """The replay interface every off-policy algorithm uses: ``batch_size`` transitions
+        drawn uniformly (no importance weights, no indices); ``env_steps`` drives prioritized
+        replay's schedule and is ignored here."""
+        return ReplayBatch(self.sample(batch_size), None, None)
+
+    def update_priorities(self, indices: np.ndarray | None, errors: Any) -> None:
+        """Uniform replay keeps no priorities."""
+
+    def diagnostics(self, env_steps: int) -> dict[str, float]:
+        """Values to log after each batch's updates."""
+        return {}
 
     def sample(self, batch_size: int) -> ReplaySamples:
         oldest, newest = self.sampleable_rows()

@@ -8,27 +8,18 @@ get the largest priority seen so far. The bias is corrected by importance weight
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from rlfleet.replays.n_step import NStepReplayBuffer
+from rlfleet.replays.n_step import NStepReplayBuffer, ReplayBatch
 from rlfleet.replays.sum_tree import SumTree
 
 
-class PrioritizedSamples(NamedTuple):
-    """What `PrioritizedReplayBuffer.sample` returns.
-
-    Attributes:
-        samples: ReplaySamples of ``[N]`` tensors, as `NStepReplayBuffer.sample` returns them.
-        weights: ``[N]`` float32 importance weights (at most 1).
-        indices: ``[N]`` int64 tree leaves, to pass back to ``update_priorities``.
-    """
-
-    samples: Any
-    weights: torch.Tensor
-    indices: np.ndarray
+def _full_correction(env_steps: int) -> float:
+    return 1.0
 
 
 class PrioritizedReplayBuffer(NStepReplayBuffer):
@@ -42,6 +33,8 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
         size, batch_B, n_step, gamma, seed: as for `NStepReplayBuffer`.
         alpha: priority exponent (0 is uniform sampling).
         eps: added to ``|error|`` so that no sampleable transition has priority 0.
+        beta: the importance-weight exponent as a function of env steps, for `sample_batch`
+            (the composition root anneals it linearly to 1; None: always 1).
         **kwargs: further `NStepReplayBuffer` options (``frame_stack``).
     """
 
@@ -54,12 +47,12 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
         seed: int = 0,
         alpha: float = 0.6,
         eps: float = 1e-6,
+        beta: Callable[[int], float] | None = None,
         **kwargs: Any,
     ):
         super().__init__(size, batch_B, n_step, gamma, seed, **kwargs)
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
         self.alpha, self.eps = alpha, eps
+        self.beta = beta or _full_correction
         self.tree = SumTree(self.T * self.B)
         self.max_priority = 1.0
 
@@ -89,9 +82,16 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
         """Leaves ``[len(t_abs) * B]`` of all envs at absolute time steps ``t_abs``."""
         return ((t_abs % self.T)[:, None] * self.B + np.arange(self.B)).reshape(-1)
 
-    def sample(self, batch_size: int, beta: float) -> PrioritizedSamples:
+    def sample_batch(self, batch_size: int, env_steps: int) -> ReplayBatch:
+        """`sample` with the importance-weight exponent at ``env_steps``."""
+        return self.sample(batch_size, self.beta(env_steps))
+
+    def diagnostics(self, env_steps: int) -> dict[str, float]:
+        return {"beta": self.beta(env_steps)}
+
+    def sample(self, batch_size: int, beta: float) -> ReplayBatch:
         """Stratified draw of ``batch_size`` transitions: one uniform prefix sum in each of N
-        equal segments of ``[0, total)``. Returns `PrioritizedSamples` with weights for ``beta``."""
+        equal segments of ``[0, total)``. Returns a `ReplayBatch` with weights for ``beta``."""
         if not self.can_sample():
             raise ValueError("no sampleable transitions in the replay yet")
         total = self.tree.total
@@ -102,7 +102,7 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
         probability = self.tree.get(indices) / total
         weights = (M * probability) ** -beta / (M * self.tree.min / total) ** -beta
         samples = self.samples_at(indices // self.B, indices % self.B)
-        return PrioritizedSamples(samples, torch.as_tensor(weights, dtype=torch.float32), indices)
+        return ReplayBatch(samples, torch.as_tensor(weights, dtype=torch.float32), indices)
 
     def update_priorities(self, indices: np.ndarray, errors: np.ndarray | torch.Tensor) -> None:
         """Set ``p = (|error| + eps)^alpha`` for the sampled leaves ``indices [N]`` (errors

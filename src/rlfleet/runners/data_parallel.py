@@ -48,10 +48,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.checkpoint import rng_state
 from rlfleet.runners.minibatch_rl import MinibatchRl, MinibatchRlEval
 from rlfleet.runners.replicas import Replica
+from rlfleet.samplers.evaluation import Evaluator
 
 
 def average_over_replicas(flat_grad: torch.Tensor) -> None:
@@ -110,13 +110,16 @@ class DataParallelRl(MinibatchRlEval):
     the same iterations everywhere because all replicas count the same steps.
 
     Args:
-        runner: this replica's runner as `build_experiment` made it; its components are taken over.
+        runner: this replica's runner as the composition root made it; its components are taken over.
+        evaluator: its evaluator (None on ranks above 0).
         replica: this replica's place in the process group.
         config: the run's resolved config (stored in checkpoints).
         eval_interval_steps: env steps between evaluations by rank 0 (0: none).
     """
 
-    def __init__(self, runner: MinibatchRl, replica: Replica, config: dict, eval_interval_steps: int):
+    def __init__(
+        self, runner: MinibatchRl, evaluator: Evaluator | None, replica: Replica, config: dict, eval_interval_steps: int
+    ):
         super().__init__(
             runner.algo,
             runner.agent,
@@ -128,7 +131,7 @@ class DataParallelRl(MinibatchRlEval):
             checkpointer=runner.checkpointer,
             console=runner.console,
             config=config,
-            evaluator=getattr(runner, "evaluator", None),
+            evaluator=evaluator,
             eval_interval_steps=eval_interval_steps,
         )
         self.rank, self.n_replicas = replica.rank, replica.n_replicas
@@ -136,10 +139,7 @@ class DataParallelRl(MinibatchRlEval):
         self.stop_event = replica.stop_event
         self.stop_vote = StopVote(replica.control_group)
         self._stop_asked = False
-        optimizers = [v for v in vars(self.algo).values() if isinstance(v, FlatOptimizer)]
-        if not optimizers:
-            raise TypeError(f"{type(self.algo).__name__} has no FlatOptimizer whose gradients could be averaged")
-        for optimizer in optimizers:
+        for optimizer in self.algo.optimizers():
             optimizer.grad_hook = average_over_replicas
         for tensor in self.agent.model.state_dict().values():  # parameters are views: updated in place
             dist.broadcast(tensor, src=0)

@@ -1,6 +1,6 @@
 """Train a run with ``runner.kind=data_parallel``: check the config, start ``runner.n_replicas``
-replicas (`replicas.launch`), build each one's experiment with `build_experiment`, and run
-`DataParallelRl` in each.
+replicas (`replicas.launch`), build each one's experiment with the composition root's build
+callable (handed in by `rlfleet.experiment`), and run `DataParallelRl` in each.
 
 Each replica builds the components of the ``minibatch`` runner from a copy of the config that
 differs in three places: its device (``cuda:<index + rank>`` when ``runner.device`` is CUDA);
@@ -14,13 +14,12 @@ its model is broadcast to the others.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlfleet.algos.pg.base import PolicyGradientAlgorithm
-from rlfleet.algos.registry import ALGORITHMS, get_algorithm
 from rlfleet.checkpoint import load_checkpoint
 from rlfleet.config.loader import to_dict
 from rlfleet.config.schema import ExperimentConfig
@@ -47,14 +46,9 @@ def replica_device(device: str, rank: int) -> str:
 
 
 def check_config(config: ExperimentConfig) -> None:
-    """ConfigError for what data parallelism cannot run."""
+    """ConfigError for devices and backends data parallelism cannot use (which algorithms it
+    runs is their specs' ``runner_kinds``, checked at validation)."""
     r = config.runner
-    if not issubclass(get_algorithm(config.algorithm).algo_class, PolicyGradientAlgorithm):
-        on_policy = sorted(n for n, s in ALGORITHMS.items() if issubclass(s.algo_class, PolicyGradientAlgorithm))
-        raise ConfigError(
-            f"runner.kind=data_parallel runs on-policy algorithms ({', '.join(on_policy)}); "
-            f"{config.algorithm} learns from a replay buffer: use runner.kind=minibatch"
-        )
     if r.n_replicas < 1:
         raise ConfigError(f"runner.n_replicas must be at least 1, got {r.n_replicas}")
     if r.dist_backend is not None and r.dist_backend not in BACKENDS:
@@ -66,11 +60,6 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"runner.n_replicas={r.n_replicas} on {r.device} needs {(device.index or 0) + r.n_replicas} "
             f"CUDA devices, found {torch.cuda.device_count()} (one replica per device)"
-        )
-    if getattr(config.algo, "target_kl", 0) > 0:
-        raise ConfigError(
-            "algo.target_kl stops PPO's epochs on each replica's own KL, so replicas would disagree "
-            "on the number of gradient steps: set algo.target_kl=0 with runner.kind=data_parallel"
         )
 
 
@@ -87,15 +76,27 @@ def replica_config(config: ExperimentConfig, rank: int) -> ExperimentConfig:
     )
 
 
+BuildExperiment = Callable[..., Any]
+
+
 def train_data_parallel(
-    config: ExperimentConfig, run_dir: Path, env_spaces: EnvSpaces | None = None, checkpoint: Path | None = None
+    config: ExperimentConfig,
+    run_dir: Path,
+    build: BuildExperiment,
+    env_spaces: EnvSpaces | None = None,
+    checkpoint: Path | None = None,
 ) -> dict[str, float]:
     """Train (or, from ``checkpoint``, resume) the run in ``run_dir`` with ``runner.n_replicas``
-    replicas; returns rank 0's last progress row. Raises `TrainingInterrupted` after Ctrl-C
-    (once rank 0's checkpoint is written) and the first replica's error if one fails."""
+    replicas, each building its components with ``build(config, run_dir, env_spaces)`` (a
+    module-level function, so that it pickles into the spawned replicas); returns rank 0's
+    last progress row. Raises `TrainingInterrupted` after Ctrl-C (once rank 0's checkpoint is
+    written) and the first replica's error if one fails."""
     check_config(config)
     results = launch(
-        _train_replica, config.runner.n_replicas, backend_for(config), (config, run_dir, env_spaces, checkpoint)
+        _train_replica,
+        config.runner.n_replicas,
+        backend_for(config),
+        (config, run_dir, build, env_spaces, checkpoint),
     )
     outcome, value = results[0]
     if outcome == "interrupted":
@@ -104,17 +105,20 @@ def train_data_parallel(
 
 
 def _train_replica(
-    replica: Replica, config: ExperimentConfig, run_dir: Path, env_spaces: EnvSpaces | None, checkpoint: Path | None
+    replica: Replica,
+    config: ExperimentConfig,
+    run_dir: Path,
+    build: BuildExperiment,
+    env_spaces: EnvSpaces | None,
+    checkpoint: Path | None,
 ) -> tuple[str, Any]:
     """One replica: ``("finished", last row)`` or ``("interrupted", message)``."""
-    from rlfleet.experiment import build_experiment  # not at the top: rlfleet.experiment imports this module
-
     own_config = replica_config(config, replica.rank)
     if torch.device(own_config.runner.device).type == "cuda":
         torch.cuda.set_device(own_config.runner.device)
-    exp = build_experiment(own_config, run_dir if replica.rank == 0 else None, env_spaces)
+    exp = build(own_config, run_dir if replica.rank == 0 else None, env_spaces)
     try:
-        runner = DataParallelRl(exp.runner, replica, to_dict(config), config.runner.eval_interval_steps)
+        runner = DataParallelRl(exp.runner, exp.evaluator, replica, to_dict(config), config.runner.eval_interval_steps)
         if checkpoint is not None and not runner.load_state_dict(load_checkpoint(checkpoint)):
             runner.console.line("note: these envs cannot be saved; resumed runs restart their episodes")
         try:

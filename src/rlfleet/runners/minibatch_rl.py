@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 import signal
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlfleet.agents.base import Agent
 from rlfleet.algos.base import Algorithm
-from rlfleet.checkpoint import Checkpointer, rng_state, set_rng_state
+from rlfleet.checkpoint import Checkpointer, check_checkpoint, checkpoint_label, rng_state, set_rng_state
+from rlfleet.envs.gym_env import env_fault
+from rlfleet.errors import CheckpointError, EnvError, NonFiniteError, RunFailure, SamplerWorkerDied
 from rlfleet.logging.console import ConsoleProgress
 from rlfleet.logging.progress import ProgressLogger
+from rlfleet.samplers.evaluation import Evaluator
 from rlfleet.samplers.sampler import Sampler
 
 
@@ -41,6 +48,22 @@ class MinibatchRl:
     ``log_interval_steps``; checkpoints every ``checkpoint_interval_steps``, at the end and on
     Ctrl-C (at the next iteration boundary, so the checkpoint is consistent).
 
+    Faults stop the run with a `RunFailure` whose one line says what happened and what was kept:
+
+    - an exception in an env's ``step`` or ``reset`` (training or evaluation envs, in this
+      process or a parallel worker) becomes `EnvError` naming the env, the method and the
+      exception; the full traceback is appended to ``run_dir/error.log`` and a checkpoint is
+      written at the last completed iteration's step count (unless one exists there). It holds
+      the agent, the algorithm (optimizer, replay) and the counters as after that iteration,
+      and the envs, observations, normalisers and RNGs as at the failure (the partial batch is
+      dropped, so ``--resume`` continues from the envs as they were, not exactly as an
+      uninterrupted run would);
+    - NaN or Inf in a loss or in the parameters after a step (`NonFiniteError`, raised by
+      `FlatOptimizer.step`) is named with the loss's progress.csv column, the update and the
+      env steps; no checkpoint is written after it (not at the end, not on Ctrl-C), so the
+      last one holds finite weights;
+    - a dead sampler worker (`SamplerWorkerDied`) writes no checkpoint (its envs are gone).
+
     Args:
         algo, agent, sampler: the components (sampler initialised).
         n_steps: env-step budget.
@@ -50,6 +73,11 @@ class MinibatchRl:
         checkpointer: checkpoint writer (None: no checkpoints).
         console: progress display.
         config: the resolved config, stored in every checkpoint.
+        run_dir: where ``error.log`` goes (default: the checkpointer's or the logger's run
+            directory; None: nowhere).
+        replay: the off-policy algorithm's replay: every batch is appended to it before the
+            algorithm's updates (None: on-policy).
+        save_replay: checkpoints hold the whole replay (else only its sampling RNG and counters).
     """
 
     def __init__(
@@ -64,14 +92,20 @@ class MinibatchRl:
         checkpointer: Checkpointer | None = None,
         console: ConsoleProgress | None = None,
         config: dict | None = None,
+        replay: Any = None,
+        save_replay: bool = False,
+        run_dir: str | os.PathLike | None = None,
     ):
         self.algo, self.agent, self.sampler = algo, agent, sampler
+        self.replay, self.save_replay = replay, save_replay
         self.n_steps = n_steps
         self.log_interval_steps = log_interval_steps
         self.checkpoint_interval_steps = checkpoint_interval_steps
         self.logger, self.checkpointer = logger, checkpointer
         self.console = console or ConsoleProgress(n_steps, enabled=False)
         self.config = config
+        self._run_dir = None if run_dir is None else Path(run_dir)
+        self._non_finite = False  # set by a NonFiniteError: no checkpoint is written after it
         self.itr = 0
         self.cum_steps = 0
         self.cum_time = 0.0  # wall time of sampling, updates and evaluations
@@ -111,17 +145,26 @@ class MinibatchRl:
         signal.signal(signal.SIGINT, self._on_sigint)
         row: dict[str, float] = {}
         try:
-            if self.cum_steps == 0 and self.evaluation_due():
-                self.last_eval = self.evaluate()
-                row = self.log_row()
-            while self.cum_steps < self.n_steps:
-                row = self.iteration() or row
-                if self._interrupted:
-                    self.save_checkpoint()
-                    raise TrainingInterrupted(f"interrupted at {self.cum_steps} steps; checkpoint written")
-            if not row or row.get("CumSteps") != self.cum_steps:
-                row = self.log_row()
-            self.save_checkpoint()
+            try:
+                if self.cum_steps == 0 and self.evaluation_due():
+                    self.last_eval = self.evaluate()
+                    row = self.log_row()
+                while self.cum_steps < self.n_steps:
+                    row = self.iteration() or row
+                    if self._interrupted:
+                        self.save_checkpoint()
+                        raise TrainingInterrupted(f"interrupted at {self.cum_steps} steps; checkpoint written")
+                if not row or row.get("CumSteps") != self.cum_steps:
+                    row = self.log_row()
+                self.save_checkpoint()
+            except RunFailure as err:
+                self._report_failure(err)
+                raise
+            except Exception as err:
+                env_error = self._env_error(err)
+                if env_error is None:
+                    raise
+                raise env_error from err
         finally:
             signal.signal(signal.SIGINT, previous_handler)
             self.console.close()
@@ -132,6 +175,8 @@ class MinibatchRl:
         self.agent.sample_mode(self.cum_steps)
         batch = self.sampler.obtain_samples()
         self.cum_steps += self.steps_per_iteration
+        if self.replay is not None:
+            self.replay.append(batch.samples)
         self.agent.train_mode(self.cum_steps)
         opt_info = self.algo.optimize_agent(self.cum_steps, batch)
         self.itr += 1
@@ -228,11 +273,35 @@ class MinibatchRl:
             "agent": self.agent.state_dict(),
             "algo": self.algo.state_dict(),
             "sampler": self.sampler.state_dict(),
+            "replay": self._replay_state(),
             "rng": rng_state(),
         }
 
+    def _replay_state(self) -> dict[str, Any] | None:
+        if self.replay is None:
+            return None
+        if self.save_replay:
+            return {"whole": self.replay.state_dict()}
+        return {"rng": self.replay.rng.bit_generator.state}
+
+    def _load_replay_state(self, state: dict[str, Any] | None) -> None:
+        if self.replay is None or state is None:
+            return
+        if "whole" in state:
+            self.replay.load_state_dict(state["whole"])
+        else:
+            self.replay.rng.bit_generator.state = state["rng"]
+
     def load_state_dict(self, state: dict[str, Any]) -> bool:
-        """Restore everything; returns whether the envs were restored exactly."""
+        """Restore everything; returns whether the envs were restored exactly. CheckpointError
+        (one line, before anything is restored) for a checkpoint missing a part, written by
+        another algorithm or holding another model shape (``check_checkpoint``), and for env
+        pickles that need globals these envs do not use."""
+        check_checkpoint(
+            state,
+            algorithm=(self.config or {}).get("algorithm"),
+            agent_state=self.agent.state_dict(),
+        )
         r = state["runner"]
         self.itr, self.cum_steps, self.cum_time = r["itr"], r["cum_steps"], r["cum_time"]
         self.train_time = r["train_time"]
@@ -240,15 +309,102 @@ class MinibatchRl:
         self._last_log, self.opt_infos, self.new_trajs = tuple(r["last_log"]), r["opt_infos"], r["new_trajs"]
         self.agent.load_state_dict(state["agent"])
         self.algo.load_state_dict(state["algo"])
-        exact = self.sampler.load_state_dict(state["sampler"])
+        self._load_replay_state(state.get("replay"))
+        try:
+            exact = self.sampler.load_state_dict(state["sampler"])
+        except CheckpointError as err:
+            raise CheckpointError(f"{checkpoint_label(state)}: {err}") from None
         set_rng_state(state["rng"])
         if self.logger is not None:
             self.logger.truncate_after(self.cum_steps)
         return exact
 
     def save_checkpoint(self) -> None:
-        if self.checkpointer is not None:
+        """Write a checkpoint (none once a NaN or Inf was found: the last one is kept)."""
+        if self.checkpointer is not None and not self._non_finite:
             self.checkpointer.save(self.state_dict(), self.cum_steps)
+
+    # ----- faults -----
+    @property
+    def run_dir(self) -> Path | None:
+        """Where ``error.log`` goes: the constructor's ``run_dir``, else the checkpointer's or
+        the logger's run directory (looked up when needed: they may be attached later)."""
+        if self._run_dir is not None:
+            return self._run_dir
+        if self.checkpointer is not None:
+            return self.checkpointer.directory.parent
+        if self.logger is not None:
+            return self.logger.path.parent
+        return None
+
+    def _report_failure(self, err: RunFailure) -> None:
+        """Add where a non-finite number or a worker's death happened, and what was kept."""
+        details: list[str] = []
+        if isinstance(err, NonFiniteError):
+            self._non_finite = True
+            optimizer = err.__dict__.pop("optimizer", None)  # not pickled along (data-parallel replicas)
+            if err.loss_name is None:
+                err.loss_name = self._loss_name(optimizer)
+            err.at = f"at update {self.algo.updates + 1}, {self.cum_steps} env steps"
+            details.append(self._last_checkpoint("the last checkpoint before it is kept"))
+        elif isinstance(err, SamplerWorkerDied):
+            details.append(f"at {self.cum_steps} env steps; no checkpoint written")
+            if self._last_checkpoint(""):
+                details.append(self._last_checkpoint("the last one is kept"))
+        err.details = [*getattr(err, "details", ()), *details]
+
+    def _loss_name(self, optimizer: Any) -> str:
+        """The progress.csv column of the loss ``optimizer`` (a `FlatOptimizer` of the
+        algorithm) minimises: ``critic_optimizer`` -> ``critic_loss``, ``optimizer`` -> ``loss``."""
+        for attr, value in vars(self.algo).items():
+            if value is optimizer and attr.endswith("optimizer"):
+                return attr.removesuffix("optimizer") + "loss"
+        return "loss"
+
+    def _last_checkpoint(self, text: str) -> str:
+        """``text (path)`` for the newest checkpoint; ``no checkpoint was written before it``
+        (or "" for an empty ``text``) when there is none or no checkpointer."""
+        found = self.checkpointer.checkpoints() if self.checkpointer is not None else []
+        if not found:
+            return "no checkpoint was written before it" if text else ""
+        return f"{text} ({found[-1]})"
+
+    def _env_error(self, err: Exception) -> EnvError | None:
+        """For an exception an env's ``step`` or ``reset`` raised (here or in a parallel
+        worker): the `EnvError` to raise, after appending the traceback to ``error.log`` and
+        writing a checkpoint (see the class docstring). None for any other exception."""
+        fault = getattr(err, "env_fault", None) or env_fault(err)
+        if fault is None:
+            return None
+        env_error = EnvError(*fault)
+        details = []
+        if self.run_dir is not None:
+            log = self.run_dir / "error.log"
+            with open(log, "a") as f:
+                f.write(
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {env_error.summary()} "
+                    f"(iteration {self.itr + 1}, after {self.cum_steps} env steps)\n"
+                )
+                f.write("".join(traceback.format_exception(err)) + "\n")
+            details.append(f"traceback in {log}")
+        details.append(self._fault_checkpoint())
+        env_error.details = [d for d in details if d]
+        return env_error
+
+    def _fault_checkpoint(self) -> str:
+        """Write the checkpoint of an env failure (directly, not through a subclass's
+        `save_checkpoint`: no collectives under data parallelism); says what was done."""
+        if self.checkpointer is None or self._non_finite:
+            return ""
+        for path in self.checkpointer.checkpoints():
+            match = re.fullmatch(r"ckpt_(\d+)\.pt", path.name)
+            if match and int(match.group(1)) == self.cum_steps:
+                return f"the checkpoint at {self.cum_steps} steps is kept"
+        try:
+            self.checkpointer.save(self.state_dict(), self.cum_steps)
+        except Exception as err:  # noqa: BLE001 - e.g. a sampler whose workers are gone
+            return f"no checkpoint written ({type(err).__name__}: {err})".split("\n")[0]
+        return f"checkpoint written at {self.cum_steps} steps"
 
 
 class MinibatchRlEval(MinibatchRl):
@@ -256,11 +412,12 @@ class MinibatchRlEval(MinibatchRl):
     ``eval_interval_steps``; each evaluation writes a progress row with ``Eval*`` columns.
 
     Args:
-        evaluator: ``f(agent) -> list of trajectory dicts``.
+        evaluator: the `Evaluator` (``evaluator(agent) -> list of trajectory dicts``; its
+            ``count`` of evaluations so far is checkpointed, as it seeds the next one).
         eval_interval_steps: env steps between evaluations.
     """
 
-    def __init__(self, *args, evaluator: Callable[[Agent], list[dict[str, float]]], eval_interval_steps: int, **kwargs):
+    def __init__(self, *args, evaluator: Evaluator, eval_interval_steps: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.evaluator = evaluator
         self.eval_interval_steps = eval_interval_steps
@@ -280,9 +437,8 @@ class MinibatchRlEval(MinibatchRl):
         return row
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "evaluations": getattr(self.evaluator, "count", 0)}
+        return {**super().state_dict(), "evaluations": self.evaluator.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:
-        if hasattr(self.evaluator, "count"):
-            self.evaluator.count = state["evaluations"]
+        self.evaluator.count = state.get("evaluations", 0)
         return super().load_state_dict(state)

@@ -3,26 +3,11 @@ targets, a dueling and noisy model it is Rainbow (Hessel et al. 2018)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from rlfleet.algos.dqn.dqn import DQN, DQNConfig
+from rlfleet.algos.dqn.dqn import DQN
 from rlfleet.algos.dqn.losses import project_onto_support
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class RainbowConfig(DQNConfig):
-    """Rainbow's defaults (Hessel et al. 2018) on top of DQN's: double targets, 3-step returns,
-    prioritized replay (alpha 0.5, beta 0.4 -> 1). The dueling noisy model and the support are
-    the model's and the agent's defaults for ``rainbow``."""
-
-    double: bool = True
-    n_step: int = 3
-    prioritized: bool = True
-    priority_alpha: float = 0.5
-    optimizer_eps: float = 1.5e-4
 
 
 class CategoricalDQN(DQN):

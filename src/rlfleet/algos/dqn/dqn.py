@@ -3,46 +3,14 @@ and the transformed Bellman operator; the base of the value-based family."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from rlfleet.algos.dqn.value_transform import h, h_inverse
-from rlfleet.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig
+from rlfleet.algos.off_policy import OffPolicyAlgorithm
 from rlfleet.algos.optimizer import FlatOptimizer
+from rlfleet.algos.specs.dqn import DQNConfig
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class DQNConfig(OffPolicyConfig):
-    """DQN hyperparameters, shared by every value-based algorithm (replay and schedule fields:
-    `OffPolicyConfig`).
-
-    Attributes:
-        lr: Adam learning rate.
-        double: double DQN target (van Hasselt et al. 2016).
-        loss: ``huber`` or ``mse`` (scalar-valued DQNs).
-        huber_delta: Huber threshold.
-        target_update_interval: updates between hard target copies (used when target_tau = 1).
-        target_tau: soft (Polyak) target update rate applied every update when < 1.
-        max_grad_norm: global gradient-norm clip (0 disables).
-        optimizer_eps: Adam epsilon.
-        value_transform: transformed Bellman operator (Pohlen et al. 2018):
-            ``y = h(R + gamma^n h^-1(Q_target))`` with ``h(x) = sign(x)(sqrt(|x|+1)-1) + eps x``.
-        value_transform_eps: the ``eps`` of ``h``.
-    """
-
-    lr: float = 1e-4
-    double: bool = True
-    loss: str = "huber"
-    huber_delta: float = 1.0
-    target_update_interval: int = 1_000
-    target_tau: float = 1.0
-    max_grad_norm: float = 10.0
-    optimizer_eps: float = 1e-8
-    value_transform: bool = False
-    value_transform_eps: float = 1e-3
 
 
 class DQN(OffPolicyAlgorithm):

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from rlfleet.algos.dqn.iqn import IQN, IQNConfig
+from rlfleet.algos.dqn.iqn import IQN
 from rlfleet.algos.dqn.losses import fraction_proposal_loss, quantile_huber_loss
 from rlfleet.algos.optimizer import FlatOptimizer
+from rlfleet.algos.specs.fqf import FQFConfig
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class FQFConfig(IQNConfig):
-    """FQF hyperparameters: IQN's (``n_quantiles`` and ``n_target_quantiles`` are unused: the
-    model's fraction network proposes ``n_fractions`` per state), plus:
-
-    Attributes:
-        fraction_lr: RMSprop learning rate of the fraction proposal network.
-        fraction_entropy_coef: entropy bonus of the proposed fractions.
-    """
-
-    fraction_lr: float = 2.5e-9
-    fraction_entropy_coef: float = 0.0
 
 
 class FQF(IQN):
@@ -43,6 +28,9 @@ class FQF(IQN):
         self.fraction_optimizer = FlatOptimizer(
             model.fraction_net.parameters(), "rmsprop", c.fraction_lr, eps=1e-5, rmsprop_alpha=0.95
         )
+
+    def optimizers(self) -> list[FlatOptimizer]:
+        return [self.optimizer, self.fraction_optimizer]
 
     def gradient_step(self, samples: ReplaySamples, weights: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         c, agent, model = self.config, self.agent, self.agent.model

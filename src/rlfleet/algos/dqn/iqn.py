@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from rlfleet.algos.dqn.dqn import DQN, DQNConfig
+from rlfleet.algos.dqn.dqn import DQN
 from rlfleet.algos.dqn.losses import quantile_huber_loss
+from rlfleet.algos.specs.iqn import IQNConfig
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class IQNConfig(DQNConfig):
-    """IQN hyperparameters.
-
-    Attributes:
-        kappa: Huber threshold of the quantile loss.
-        n_quantiles: fractions sampled for the current state (the paper's N = 64).
-        n_target_quantiles: fractions sampled for the target (N' = 64).
-    """
-
-    kappa: float = 1.0
-    n_quantiles: int = 64
-    n_target_quantiles: int = 64
 
 
 class IQN(DQN):

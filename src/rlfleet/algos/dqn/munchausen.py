@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from rlfleet.algos.dqn.dqn import DQN, DQNConfig
-from rlfleet.algos.dqn.iqn import IQN, IQNConfig
+from rlfleet.algos.dqn.dqn import DQN
+from rlfleet.algos.dqn.iqn import IQN
 from rlfleet.algos.dqn.losses import munchausen_quantile_target, munchausen_target, quantile_huber_loss
+from rlfleet.algos.specs.mdqn import MunchausenDQNConfig
+from rlfleet.algos.specs.miqn import MunchausenIQNConfig
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class MunchausenDQNConfig(DQNConfig):
-    """M-DQN hyperparameters (``double`` is unused: the soft target replaces the max).
-
-    Attributes:
-        entropy_tau: temperature of the softmax policy ``pi = softmax(Q_target / tau)``.
-        munchausen_alpha: scale of the log-policy bonus.
-        log_policy_clip: lower clip of ``tau log pi(a|s)`` (its upper bound is 0).
-    """
-
-    entropy_tau: float = 0.03
-    munchausen_alpha: float = 0.9
-    log_policy_clip: float = -1.0
-
-
-@dataclass
-class MunchausenIQNConfig(IQNConfig):
-    """M-IQN hyperparameters: IQN's, plus ``entropy_tau``, ``munchausen_alpha`` and
-    ``log_policy_clip`` as in `MunchausenDQNConfig`."""
-
-    entropy_tau: float = 0.03
-    munchausen_alpha: float = 0.9
-    log_policy_clip: float = -1.0
 
 
 class MunchausenDQN(DQN):

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from rlfleet.algos.dqn.dqn import DQN, DQNConfig
+from rlfleet.algos.dqn.dqn import DQN
 from rlfleet.algos.dqn.losses import quantile_huber_loss
+from rlfleet.algos.specs.qrdqn import QRDQNConfig
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class QRDQNConfig(DQNConfig):
-    """QR-DQN hyperparameters (the number of quantiles is the model's ``n_quantiles``).
-
-    Attributes:
-        kappa: Huber threshold of the quantile loss (0: plain quantile loss).
-    """
-
-    kappa: float = 1.0
 
 
 class QRDQN(DQN):

@@ -2,42 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.pg.base import PolicyGradientAlgorithm
+from rlfleet.algos.specs.a2c import A2CConfig
 from rlfleet.samplers.sampler import SamplerBatch
-
-
-@dataclass
-class A2CConfig:
-    """A2C hyperparameters (defaults follow Stable-Baselines3).
-
-    Attributes:
-        lr: learning rate.
-        anneal_lr: decay the learning rate linearly to 0 over the run.
-        gamma: discount.
-        gae_lambda: 1.0 gives plain n-step returns; < 1 uses GAE.
-        value_coef: weight of the value loss.
-        entropy_coef: weight of the entropy bonus.
-        max_grad_norm: global gradient-norm clip (0 disables).
-        normalize_advantage: standardise advantages per batch.
-        optimizer: ``rmsprop`` or ``adam``.
-        optimizer_eps: epsilon of the optimizer.
-        rmsprop_alpha: RMSprop smoothing constant.
-    """
-
-    lr: float = 7e-4
-    anneal_lr: bool = False
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    value_coef: float = 0.5
-    entropy_coef: float = 0.0
-    max_grad_norm: float = 0.5
-    normalize_advantage: bool = False
-    optimizer: str = "rmsprop"
-    optimizer_eps: float = 1e-5
-    rmsprop_alpha: float = 0.99
 
 
 class A2C(PolicyGradientAlgorithm):
@@ -49,7 +17,7 @@ class A2C(PolicyGradientAlgorithm):
         self.config = config
         self.gamma, self.gae_lambda = config.gamma, config.gae_lambda
 
-    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
+    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int, replay: None = None) -> None:
         super().initialize(agent, n_steps, batch_T, batch_B)
         c = self.config
         self.optimizer = FlatOptimizer(

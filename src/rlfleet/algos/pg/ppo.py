@@ -2,56 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.pg.base import PolicyGradientAlgorithm
+from rlfleet.algos.specs.ppo import PPOConfig
 from rlfleet.samplers.sampler import SamplerBatch
 from rlfleet.utils.buffers import map_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
-
-
-@dataclass
-class PPOConfig:
-    """PPO hyperparameters (defaults follow Stable-Baselines3).
-
-    Attributes:
-        lr: learning rate (Adam).
-        anneal_lr: decay the learning rate linearly to 0 over the run.
-        gamma: discount.
-        gae_lambda: GAE lambda.
-        epochs: passes over each batch.
-        minibatch_size: transitions per gradient step (the ``[T,B]`` batch is flattened).
-        clip_range: epsilon of the clipped ratio ``clip(r, 1 - eps, 1 + eps)``.
-        anneal_clip: decay ``clip_range`` linearly to 0 over the run.
-        clip_value: clip the value update to ``clip_value_range`` around the old value
-            (0 disables; PPO2-style).
-        value_coef: weight of the value loss.
-        entropy_coef: weight of the entropy bonus.
-        normalize_advantage: standardise advantages per minibatch.
-        max_grad_norm: global gradient-norm clip (0 disables).
-        target_kl: stop the epochs early once approx-KL exceeds it (0 disables).
-        optimizer_eps: Adam epsilon.
-    """
-
-    lr: float = 3e-4
-    anneal_lr: bool = False
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    epochs: int = 10
-    minibatch_size: int = 64
-    clip_range: float = 0.2
-    anneal_clip: bool = False
-    clip_value: float = 0.0
-    value_coef: float = 0.5
-    entropy_coef: float = 0.0
-    normalize_advantage: bool = True
-    max_grad_norm: float = 0.5
-    target_kl: float = 0.0
-    optimizer_eps: float = 1e-5
-
 
 Minibatch = namedarraytuple(
     "Minibatch",
@@ -77,7 +35,7 @@ class PPO(PolicyGradientAlgorithm):
         self.gamma, self.gae_lambda = config.gamma, config.gae_lambda
         self.generator = torch.Generator()
 
-    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
+    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int, replay: None = None) -> None:
         super().initialize(agent, n_steps, batch_T, batch_B)
         c = self.config
         self.optimizer = FlatOptimizer(agent.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)

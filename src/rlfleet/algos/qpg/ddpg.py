@@ -3,50 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from rlfleet.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig
+from rlfleet.algos.off_policy import OffPolicyAlgorithm
 from rlfleet.algos.optimizer import FlatOptimizer
+from rlfleet.algos.specs.ddpg import DDPGConfig
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class DDPGConfig(OffPolicyConfig):
-    """DDPG hyperparameters (replay and schedule fields: `OffPolicyConfig`).
-
-    The defaults are Fujimoto et al. 2018's re-tuned DDPG (Adam 1e-3 for both networks,
-    ``tau=5e-3``, with the agent's Gaussian noise 0.1 and the model's action at the critic's
-    input), one update per env step on batches of 256 as in the TD3 repository's later
-    revision (the paper: batches of 100).
-
-    Lillicrap et al. 2016 instead use ``actor_lr=1e-4``, ``critic_lr=1e-3``, ``tau=1e-3``,
-    ``critic_weight_decay=1e-2``, ``batch_size=64`` (``replay_ratio=64``), with
-    ``agent.exploration_noise=ou`` and ``model.critic_action_layer=1``,
-    ``model.hidden_sizes=[400,300]``, ``model.output_init=0.003`` (no batch normalisation here).
-
-    Attributes:
-        actor_lr: Adam learning rate of the actor.
-        critic_lr: Adam learning rate of the critic.
-        tau: soft target update, ``theta' <- tau theta + (1 - tau) theta'``, every update.
-        critic_weight_decay: L2 penalty ``c/2 ||theta_Q||^2`` on every critic parameter, added
-            to the critic loss (Lillicrap et al. 2016: 1e-2; the gradient of Adam's
-            ``weight_decay``).
-        max_grad_norm: global gradient-norm clip of each network (0 disables).
-        optimizer_eps: Adam epsilon.
-    """
-
-    batch_size: int = 256
-    replay_size: int = 1_000_000
-    learning_starts: int = 10_000
-    replay_ratio: float = 256.0
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    tau: float = 5e-3
-    critic_weight_decay: float = 0.0
-    max_grad_norm: float = 0.0
-    optimizer_eps: float = 1e-8
 
 
 class DDPG(OffPolicyAlgorithm):
@@ -72,6 +34,9 @@ class DDPG(OffPolicyAlgorithm):
             model.critic.parameters(), "adam", c.critic_lr, c.optimizer_eps, c.max_grad_norm
         )
         self.optimizer = self.critic_optimizer  # checkpointed by the base class
+
+    def optimizers(self) -> list[FlatOptimizer]:
+        return [self.actor_optimizer, self.critic_optimizer]
 
     def target_value(self, samples: ReplaySamples) -> torch.Tensor:
         """``y [N] = R + gamma_t Q'(s', mu'(s'))``."""

@@ -8,60 +8,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlfleet.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig
+from rlfleet.algos.off_policy import OffPolicyAlgorithm
 from rlfleet.algos.optimizer import FlatOptimizer
+from rlfleet.algos.specs.sac import SACConfig
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class SACConfig(OffPolicyConfig):
-    """SAC hyperparameters (replay and schedule fields: `OffPolicyConfig`). The defaults are
-    the paper's (batches of 256, one update per env step: ``replay_ratio = batch_size``, Adam at
-    3e-4, tau 0.005, target entropy ``-dim(A)``), with the temperature learned from 1 as in
-    Stable-Baselines3 and CleanRL, and CleanRL's 5000 env steps before the first update.
-
-    Attributes:
-        actor_lr: Adam learning rate of the actor.
-        critic_lr: Adam learning rate of the twin critics.
-        alpha_lr: Adam learning rate of ``log alpha`` (with ``auto_alpha``).
-        alpha: entropy temperature: the fixed value, or the initial one with ``auto_alpha``
-            (SB3 and CleanRL start the learned temperature at 1; the paper's fixed value is 0.2).
-        auto_alpha: learn the temperature by minimising
-            ``J(alpha) = E[-log alpha (log pi(a|s) + target_entropy)]`` (Haarnoja et al. 2018b).
-        target_entropy: the entropy the learned temperature steers towards (None: ``-dim(A)``).
-        tau: soft target update ``theta' <- tau theta + (1 - tau) theta'`` (1: hard copy) ...
-        target_update_interval: ... every this many updates.
-        policy_delay: critic updates per actor and temperature update (1: every update).
-        reward_scale: rewards are multiplied by this in the critic target (the first SAC paper
-            tunes it in place of the temperature; keep 1 with ``auto_alpha``).
-        max_grad_norm: global gradient-norm clip of the actor and of the critics (0 disables).
-        optimizer_eps: Adam epsilon.
-    """
-
-    batch_size: int = 256
-    replay_size: int = 1_000_000
-    learning_starts: int = 5_000
-    replay_ratio: float = 256.0
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    alpha: float = 1.0
-    auto_alpha: bool = True
-    target_entropy: float | None = None
-    tau: float = 0.005
-    target_update_interval: int = 1
-    policy_delay: int = 1
-    reward_scale: float = 1.0
-    max_grad_norm: float = 0.0
-    optimizer_eps: float = 1e-8
 
 
 @contextmanager
@@ -125,6 +82,10 @@ class SAC(OffPolicyAlgorithm):
         self.target_entropy = (
             c.target_entropy if c.target_entropy is not None else self.default_target_entropy(agent.env_spaces)
         )
+
+    def optimizers(self) -> list[FlatOptimizer]:
+        optimizers = [self.critic_optimizer, self.actor_optimizer, self.alpha_optimizer]
+        return [o for o in optimizers if o is not None]
 
     def default_target_entropy(self, env_spaces: EnvSpaces) -> float:
         """``-dim(A)`` (Haarnoja et al. 2018b)."""

@@ -5,27 +5,13 @@ sampled."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from rlfleet.algos.qpg.sac import SAC, SACConfig
+from rlfleet.algos.qpg.sac import SAC
+from rlfleet.algos.specs.sac_discrete import SACDiscreteConfig
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.replays.n_step import ReplaySamples
-
-
-@dataclass
-class SACDiscreteConfig(SACConfig):
-    """SAC-discrete hyperparameters (the rest: `SACConfig`).
-
-    Attributes:
-        target_entropy_scale: with ``target_entropy`` unset, the temperature steers the
-            entropy towards ``target_entropy_scale * log|A|``, this fraction of the uniform
-            policy's entropy. Christodoulou uses 0.98, which holds the policy close to uniform;
-            CleanRL's Atari script uses 0.89; the CartPole preset uses less (see it).
-    """
-
-    target_entropy_scale: float = 0.89
 
 
 class SACDiscrete(SAC):

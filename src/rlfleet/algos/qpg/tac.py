@@ -11,12 +11,11 @@ the authors' code evaluates it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from rlfleet.algos.qpg.sac import SAC, SACConfig
+from rlfleet.algos.qpg.sac import SAC
+from rlfleet.algos.specs.tac import TACConfig
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import ConfigError
 
@@ -33,18 +32,6 @@ def ln_q_of_log(log_x: torch.Tensor, q: float) -> torch.Tensor:
 def ln_q(x: torch.Tensor, q: float) -> torch.Tensor:
     """The q-logarithm ``(x^(q-1) - 1) / (q - 1)`` of ``x > 0`` (``log x`` at q = 1)."""
     return ln_q_of_log(torch.log(x), q)
-
-
-@dataclass
-class TACConfig(SACConfig):
-    """TAC hyperparameters (the rest: `SACConfig`).
-
-    Attributes:
-        entropic_index: the papers' q > 0 (1: SAC; the papers find values in [1, 2] best on
-            MuJoCo, larger q exploring less).
-    """
-
-    entropic_index: float = 1.5
 
 
 class TAC(SAC):

@@ -3,29 +3,12 @@ updates, and target policy smoothing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from rlfleet.algos.qpg.ddpg import DDPG, DDPGConfig
-from rlfleet.errors import ConfigError
+from rlfleet.algos.qpg.ddpg import DDPG
+from rlfleet.algos.specs.td3 import TD3Config
 from rlfleet.replays.n_step import ReplaySamples
 from rlfleet.utils.rng import randn
-
-
-@dataclass
-class TD3Config(DDPGConfig):
-    """TD3 hyperparameters (the rest: `DDPGConfig`, whose defaults are TD3's).
-
-    Attributes:
-        policy_delay: critic updates per actor and target update (the paper's d).
-        target_noise: standard deviation of the smoothing noise added to the target action.
-        target_noise_clip: the noise is clipped to ``[-target_noise_clip, target_noise_clip]``.
-    """
-
-    policy_delay: int = 2
-    target_noise: float = 0.2
-    target_noise_clip: float = 0.5
 
 
 def smoothed_target_action(
@@ -51,11 +34,6 @@ class TD3(DDPG):
     """
 
     config: TD3Config
-
-    def initialize(self, agent, n_steps: int, batch_T: int, batch_B: int) -> None:
-        if not getattr(agent.model, "twin_critic", True):
-            raise ConfigError("td3 needs twin critics (model.twin_critic=true)")
-        super().initialize(agent, n_steps, batch_T, batch_B)
 
     def target_value(self, samples: ReplaySamples) -> torch.Tensor:
         """``y [N] = R + gamma_t min_i Q'_i(s', a')`` with the smoothed target action ``a'``."""

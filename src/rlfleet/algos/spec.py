@@ -1,0 +1,85 @@
+"""`AlgoSpec`: what an algorithm declares about itself, read once at validation.
+
+Every algorithm has one declaration module in `rlfleet.algos.specs` holding its config
+dataclass and a module-level ``SPEC = AlgoSpec(...)``. Declarations import no torch: classes
+that need torch (the algorithm, the agent, the default model) are named by import path and
+imported only when a run is built, so ``rlfleet list`` and config errors answer at once.
+
+Everything downstream (validation, the composition root, the runners) reads these fields;
+nothing discovers behaviour with getattr/hasattr/isinstance on algorithms, agents or models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rlfleet.config.schema import SAMPLER_KINDS
+from rlfleet.utils.imports import import_object
+
+ActionSpaceKind = Literal["discrete", "box"]
+ON_POLICY_RUNNERS = ("minibatch", "data_parallel")
+OFF_POLICY_RUNNERS = ("minibatch", "async")
+
+
+def _by_space(value: str | Mapping[str, str], space: str) -> str:
+    """The import path for action-space kind ``space`` (one path serves every kind)."""
+    return value if isinstance(value, str) else value[space]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgoSpec:
+    """An algorithm's declaration.
+
+    Attributes:
+        name: CLI name (``rlfleet train NAME``).
+        description: one line for ``rlfleet list``.
+        config: the hyperparameter dataclass (the ``algo:`` section).
+        algorithm: import path of the `Algorithm` class, built as ``cls(config)``.
+        agent_config: the agent's option dataclass (the ``agent:`` section).
+        agent: import path of the `Agent` class, or one per action-space kind
+            (``{"discrete": ..., "box": ...}``); built as ``cls(model_factory, agent_config, device)``.
+        default_model: import path of the model class used when YAML names no ``model._target_``,
+            or one per action-space kind.
+        default_model_kwargs: keyword arguments the algorithm fixes on its default model
+            (Rainbow's ``dueling`` and ``noisy``); ``model.*`` overrides them.
+        action_spaces: action-space kinds the algorithm acts in.
+        policy: ``on`` (learns from the latest batch) or ``off`` (learns from a replay, built
+            from the ``replay:`` section and handed to the algorithm).
+        replay_defaults: the algorithm's defaults for the ``replay:`` section (off-policy only).
+        runner_kinds: ``runner.kind`` values it runs under.
+        sampler_kinds: ``sampler.kind`` values it runs with.
+        recurrent: its agent can carry recurrent state (``model.core``).
+        check: cross-field rules of this algorithm, ``f(config) -> None`` raising ConfigError;
+            run once at validation.
+    """
+
+    name: str
+    description: str
+    config: type
+    algorithm: str
+    agent_config: type
+    agent: str | Mapping[str, str]
+    default_model: str | Mapping[str, str]
+    default_model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    action_spaces: tuple[ActionSpaceKind, ...]
+    policy: Literal["on", "off"]
+    replay_defaults: Mapping[str, Any] = field(default_factory=dict)
+    runner_kinds: tuple[str, ...]
+    sampler_kinds: tuple[str, ...] = SAMPLER_KINDS
+    recurrent: bool = False
+    check: Callable[[Any], None] | None = None
+
+    @property
+    def off_policy(self) -> bool:
+        return self.policy == "off"
+
+    def algorithm_class(self) -> type:
+        return import_object(self.algorithm, what="algorithm")
+
+    def agent_class(self, space: ActionSpaceKind) -> type:
+        return import_object(_by_space(self.agent, space), what="agent")
+
+    def default_model_class(self, space: ActionSpaceKind) -> type:
+        return import_object(_by_space(self.default_model, space), what="model")

@@ -1,0 +1,37 @@
+"""FQF's declaration and hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlfleet.agents.config import IqnAgentConfig
+from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.specs.iqn import IQNConfig
+
+
+@dataclass
+class FQFConfig(IQNConfig):
+    """FQF hyperparameters: IQN's (``n_quantiles`` and ``n_target_quantiles`` are unused: the
+    model's fraction network proposes ``n_fractions`` per state), plus:
+
+    Attributes:
+        fraction_lr: RMSprop learning rate of the fraction proposal network.
+        fraction_entropy_coef: entropy bonus of the proposed fractions.
+    """
+
+    fraction_lr: float = 2.5e-9
+    fraction_entropy_coef: float = 0.0
+
+
+SPEC = AlgoSpec(
+    name="fqf",
+    description="Fully parameterized quantile function (FQF)",
+    config=FQFConfig,
+    algorithm="rlfleet.algos.dqn.fqf:FQF",
+    agent_config=IqnAgentConfig,
+    agent="rlfleet.agents.distributional:FqfAgent",
+    default_model="rlfleet.models.fqf:FqfModel",
+    action_spaces=("discrete",),
+    policy="off",
+    runner_kinds=OFF_POLICY_RUNNERS,
+)

@@ -1,0 +1,33 @@
+"""Munchausen IQN's declaration and hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlfleet.agents.config import IqnAgentConfig
+from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.specs.iqn import IQNConfig
+
+
+@dataclass
+class MunchausenIQNConfig(IQNConfig):
+    """M-IQN hyperparameters: IQN's, plus ``entropy_tau``, ``munchausen_alpha`` and
+    ``log_policy_clip`` as in `MunchausenDQNConfig`."""
+
+    entropy_tau: float = 0.03
+    munchausen_alpha: float = 0.9
+    log_policy_clip: float = -1.0
+
+
+SPEC = AlgoSpec(
+    name="miqn",
+    description="Munchausen IQN (M-IQN)",
+    config=MunchausenIQNConfig,
+    algorithm="rlfleet.algos.dqn.munchausen:MunchausenIQN",
+    agent_config=IqnAgentConfig,
+    agent="rlfleet.agents.distributional:IqnAgent",
+    default_model="rlfleet.models.distributional:ImplicitQuantileModel",
+    action_spaces=("discrete",),
+    policy="off",
+    runner_kinds=OFF_POLICY_RUNNERS,
+)

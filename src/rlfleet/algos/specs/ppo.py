@@ -1,0 +1,77 @@
+"""PPO's declaration and hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlfleet.agents.config import PgAgentConfig
+from rlfleet.algos.spec import ON_POLICY_RUNNERS, AlgoSpec
+from rlfleet.errors import ConfigError
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters (defaults follow Stable-Baselines3).
+
+    Attributes:
+        lr: learning rate (Adam).
+        anneal_lr: decay the learning rate linearly to 0 over the run.
+        gamma: discount.
+        gae_lambda: GAE lambda.
+        epochs: passes over each batch.
+        minibatch_size: transitions per gradient step (the ``[T,B]`` batch is flattened).
+        clip_range: epsilon of the clipped ratio ``clip(r, 1 - eps, 1 + eps)``.
+        anneal_clip: decay ``clip_range`` linearly to 0 over the run.
+        clip_value: clip the value update to ``clip_value_range`` around the old value
+            (0 disables; PPO2-style).
+        value_coef: weight of the value loss.
+        entropy_coef: weight of the entropy bonus.
+        normalize_advantage: standardise advantages per minibatch.
+        max_grad_norm: global gradient-norm clip (0 disables).
+        target_kl: stop the epochs early once approx-KL exceeds it (0 disables).
+        optimizer_eps: Adam epsilon.
+    """
+
+    lr: float = 3e-4
+    anneal_lr: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    epochs: int = 10
+    minibatch_size: int = 64
+    clip_range: float = 0.2
+    anneal_clip: bool = False
+    clip_value: float = 0.0
+    value_coef: float = 0.5
+    entropy_coef: float = 0.0
+    normalize_advantage: bool = True
+    max_grad_norm: float = 0.5
+    target_kl: float = 0.0
+    optimizer_eps: float = 1e-5
+
+
+def check_ppo(config: Any) -> None:
+    """Replicas would stop their epochs at different points on their own KL."""
+    if config.runner.kind == "data_parallel" and config.algo.target_kl > 0:
+        raise ConfigError(
+            "algo.target_kl stops PPO's epochs on each replica's own KL, so replicas would disagree "
+            "on the number of gradient steps: set algo.target_kl=0 with runner.kind=data_parallel"
+        )
+
+
+SPEC = AlgoSpec(
+    name="ppo",
+    description="Proximal policy optimisation (clipped), discrete or continuous actions",
+    config=PPOConfig,
+    algorithm="rlfleet.algos.pg.ppo:PPO",
+    agent_config=PgAgentConfig,
+    agent={"discrete": "rlfleet.agents.pg:CategoricalPgAgent", "box": "rlfleet.agents.pg:GaussianPgAgent"},
+    default_model={
+        "discrete": "rlfleet.models.pg:CategoricalActorCriticModel",
+        "box": "rlfleet.models.pg:GaussianActorCriticModel",
+    },
+    action_spaces=("discrete", "box"),
+    policy="on",
+    runner_kinds=ON_POLICY_RUNNERS,
+    check=check_ppo,
+)
