@@ -8,24 +8,23 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import QUIET, assert_sampler_state_round_trip, buffer_leaves
 from rlfleet.agents import CategoricalPgAgent
 from rlfleet.agents.base import AgentStep
-from rlfleet.agents.ddpg import DdpgAgent
+from rlfleet.config.loader import resolve, validate
 from rlfleet.envs.make import EnvConfig, make_env
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
 from rlfleet.errors import ConfigError
 from rlfleet.experiment import train
 from rlfleet.models import CategoricalActorCriticModel
-from rlfleet.models.ddpg import DeterministicActorCriticModel
 from rlfleet.samplers.alternating import AlternatingSampler, alternating_stepper
 from rlfleet.samplers.sampler import Sampler
 from rlfleet.samplers.steppers import SerialStepper
-from rlfleet.utils.buffers import map_buffer
-from test_resume_determinism import QUIET
 
 N_ENVS, BATCH_T = 6, 24
 # Short time limit: batches hold both terminations and truncations.
 CARTPOLE = functools.partial(make_env, EnvConfig(id="CartPole-v1", max_episode_steps=9))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class RecordingAgent(CategoricalPgAgent):
@@ -61,20 +60,6 @@ def _normalizers() -> tuple[ObservationNormalizer, RewardNormalizer]:
     return ObservationNormalizer((4,)), RewardNormalizer(N_ENVS, 0.99)
 
 
-def _leaves(buffer) -> list[np.ndarray]:
-    leaves = []
-    map_buffer(leaves.append, buffer)
-    return leaves
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 @pytest.fixture(scope="module")
 def stepper():
     stepper = alternating_stepper(CARTPOLE, N_ENVS, workers_per_group=1)
@@ -100,9 +85,11 @@ def test_same_batches_as_serial_sampler(stepper):
         np.testing.assert_array_equal(a_batch.samples.agent.action, s_batch.samples.agent.action)
         np.testing.assert_array_equal(a_batch.samples.agent.prev_action, s_batch.samples.agent.prev_action)
         # The model ran on half batches: equal up to floating-point summation order.
-        for x, y in zip(_leaves(a_batch.samples.agent.agent_info), _leaves(s_batch.samples.agent.agent_info)):
+        for x, y in zip(
+            buffer_leaves(a_batch.samples.agent.agent_info), buffer_leaves(s_batch.samples.agent.agent_info)
+        ):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-        for x, y in zip(_leaves(a_batch.last), _leaves(s_batch.last)):
+        for x, y in zip(buffer_leaves(a_batch.last), buffer_leaves(s_batch.last)):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         done = s_env.terminated | s_env.truncated
         assert not a_batch.samples.agent.prev_action[1:][done[:-1]].any()
@@ -139,16 +126,7 @@ def test_normalizers_see_every_env(stepper):
 
 def test_state_dict_round_trip(stepper):
     sampler = _sampler(AlternatingSampler(stepper, BATCH_T, *_normalizers()), deterministic=False)
-    sampler.obtain_samples()
-    state, agent_state = sampler.state_dict(), sampler.agent.state_dict()
-    first = sampler.obtain_samples()
-    first_samples, first_trajs = map_buffer(np.copy, first.samples), first.traj_infos
-    assert sampler.load_state_dict(state) is True
-    sampler.agent.load_state_dict(agent_state)
-    second = sampler.obtain_samples()
-    for x, y in zip(_leaves(first_samples), _leaves(second.samples)):
-        np.testing.assert_array_equal(x, y)
-    assert second.traj_infos == first_trajs
+    assert_sampler_state_round_trip(sampler)
 
 
 def test_bad_batch_width(tmp_path):
@@ -159,18 +137,13 @@ def test_bad_batch_width(tmp_path):
         train("ppo", "CartPole-v1", [*QUIET, "sampler.kind=alternating", "sampler.batch_B=3"], name="t", root=tmp_path)
 
 
-def test_rejects_per_env_noise():
-    """OU noise keeps one process per env for calls on all B envs: a clear error, stepper closed."""
-    stepper = alternating_stepper(functools.partial(make_env, EnvConfig(id="Pendulum-v1")), 2)
-    sampler = AlternatingSampler(stepper, 8)
-    agent = DdpgAgent(
-        lambda spaces: DeterministicActorCriticModel(spaces.observation, spaces.action), exploration_noise="ou"
-    )
-    agent.initialize(sampler.env_spaces)
+@pytest.mark.parametrize("algorithm", ["ddpg", "td3"])
+def test_rejects_per_env_noise(algorithm):
+    """OU noise keeps one process per env for calls on all B envs: refused at validation by the
+    algorithm's declared check, before any env or process exists."""
+    overrides = ["sampler.kind=alternating", "agent.exploration_noise=ou"]
     with pytest.raises(ConfigError, match="exploration_noise=ou"):
-        sampler.initialize(agent, seed=0)
-    with pytest.raises(RuntimeError, match="closed"):
-        stepper.reset([0, 1])
+        validate(resolve(algorithm, "Pendulum-v1", overrides))
 
 
 def test_ppo_trains_through_alternating_sampler(tmp_path):

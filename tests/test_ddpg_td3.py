@@ -12,14 +12,15 @@ import torch
 
 from conftest import QUIET, assert_exact_resume, latest_state, learning_columns, read_progress
 from rlfleet.agents.base import AgentInputs
+from rlfleet.agents.config import DdpgAgentConfig
 from rlfleet.agents.ddpg import DdpgAgent
 from rlfleet.algos.qpg.ddpg import DDPG, DDPGConfig
 from rlfleet.algos.qpg.td3 import TD3, TD3Config, smoothed_target_action
+from rlfleet.build import build_experiment
 from rlfleet.config.loader import resolve, validate
 from rlfleet.distributions.noise import GaussianNoise, OrnsteinUhlenbeckNoise
 from rlfleet.envs.make import EnvConfig, make_env
 from rlfleet.errors import ConfigError
-from rlfleet.build import build_experiment
 from rlfleet.experiment import train
 from rlfleet.models.ddpg import DeterministicActorCriticModel
 from rlfleet.models.qpg import QCritic
@@ -38,7 +39,7 @@ def make_agent(twin: bool = False, **agent_kwargs) -> DdpgAgent:
     def model_factory(spaces):
         return DeterministicActorCriticModel(spaces.observation, spaces.action, hidden_sizes=(16, 16), twin_critic=twin)
 
-    agent = DdpgAgent(model_factory, **agent_kwargs)
+    agent = DdpgAgent(model_factory, DdpgAgentConfig(**agent_kwargs))
     agent.initialize(pendulum_spaces(), seed=0)
     return agent
 
@@ -145,7 +146,7 @@ def test_agent_rejects_unscaled_or_discrete_actions():
         make_agent().check_spaces(env.spaces)
     env.close()
     with pytest.raises(ConfigError, match="exploration_noise"):
-        DdpgAgent(lambda spaces: None, exploration_noise="uniform")
+        validate(resolve("ddpg", "Pendulum-v1", ["agent.exploration_noise=uniform"]))
 
 
 # --- models ------------------------------------------------------------------------------------

@@ -79,10 +79,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
-    from rlfleet.experiment import train
-    from rlfleet.runners.minibatch_rl import TrainingInterrupted
+def _check_config_early(args: argparse.Namespace, algorithm: str | None, overrides: list[str]) -> None:
+    """Keys, types and values checked before torch is imported, so that a typo answers at once
+    (`rlfleet.experiment.train` checks everything again, with the env's spaces)."""
+    from rlfleet.config.loader import apply_overrides, check_override_keys, load_yaml, resolve, validate
 
+    if algorithm and not args.config:
+        check_override_keys(algorithm, overrides)
+    if args.resume:
+        validate(apply_overrides(load_yaml(Path(args.resume, "config.yaml")), overrides))
+    else:
+        validate(resolve(algorithm, args.env, overrides, args.config, args.seed))
+
+
+def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     algorithm = args.algorithm
     if algorithm and "=" in algorithm:  # `rlfleet train --resume DIR key=value`
@@ -91,6 +101,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if not Path(args.resume, "config.yaml").is_file():
             raise RlfleetError(f"{args.resume} is not a run directory (no config.yaml)")
+    _check_config_early(args, algorithm, overrides)
+    from rlfleet.experiment import train
+    from rlfleet.runners.minibatch_rl import TrainingInterrupted
+
     try:
         run_dir, row = train(
             algorithm,

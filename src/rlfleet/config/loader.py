@@ -200,6 +200,22 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
     return config
 
 
+def check_override_keys(algorithm: str, overrides: list[str]) -> None:
+    """Unknown keys among ``overrides`` of ``algorithm``, named before any preset or env is
+    read (``model.*`` and ``env.kwargs.*`` depend on the model and env: checked later)."""
+    spec = get_algorithm(algorithm)
+    keys = all_keys(spec, None)
+    for text in overrides:
+        path, value = parse_override(text)
+        key = ".".join(path)
+        if path[0] == "model" or key.startswith("env.kwargs.") or key in keys:
+            continue
+        if path[0] == "algo" and len(path) == 2 and path[1] in MOVED_TO_REPLAY:
+            check_moved_keys({path[1]: value})
+        if key not in keys and not (isinstance(value, dict) and key in keys):
+            raise unknown_key_error(key, keys)
+
+
 def check_moved_keys(algo: Any) -> None:
     """One line for a replay key still under ``algo:`` (configs written before the replay
     became its own section)."""

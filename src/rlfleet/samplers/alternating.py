@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 from rlfleet.agents.base import Agent
-from rlfleet.distributions.noise import OrnsteinUhlenbeckNoise
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
 from rlfleet.errors import ConfigError
 from rlfleet.samplers.parallel import ParallelStepper
@@ -38,16 +37,6 @@ def alternating_stepper(
         )
     per_group = min(n_envs // 2, workers_per_group or max(1, (os.cpu_count() or 1) // 2))
     return ParallelStepper(env_factory, n_envs, discount, n_workers=2 * per_group, main_slice=False)
-
-
-def _check_agent(agent: Agent) -> None:
-    """ConfigError for agents whose per-env state assumes one call on all B envs per step."""
-    if isinstance(getattr(agent, "noise", None), OrnsteinUhlenbeckNoise):
-        raise ConfigError(
-            "sampler.kind=alternating runs the agent on half of the envs at a time, but "
-            "agent.exploration_noise=ou keeps one noise process per env for calls on all of them; "
-            "use agent.exploration_noise=gaussian or sampler.kind=parallel"
-        )
 
 
 class AlternatingSampler(Sampler):
@@ -81,13 +70,8 @@ class AlternatingSampler(Sampler):
         self._group_bounds = ((0, boundary), (boundary, self.batch_B))
 
     def initialize(self, agent: Agent, seed: int) -> None:
-        """As `Sampler.initialize`; closes the stepper and raises ConfigError for agents that
-        cannot act on one env group at a time."""
-        try:
-            _check_agent(agent)
-        except ConfigError:
-            self.close()
-            raise
+        """As `Sampler.initialize`. Agents whose per-env state assumes one call on all B envs
+        per step (DDPG's OU noise) are refused at validation, by their algorithm's spec."""
         super().initialize(agent, seed)
         self._groups = tuple(self._env_rows(start, stop) for start, stop in self._group_bounds)
 
@@ -103,7 +87,10 @@ class AlternatingSampler(Sampler):
                     self._record(groups[g], t)
                     if t + 1 < self.batch_T:
                         stepper.step_workers_async(workers[g], self._act(groups[g], t + 1))
-        except BaseException:
-            stepper.close()  # interrupted with workers in flight: they and the batch are out of step
+        except BaseException as err:
+            if getattr(err, "env_fault", None) is not None:  # an env raised: its worker lives on
+                stepper.wait_all()  # the other group's step ends, so the runner can checkpoint the envs
+            else:
+                stepper.close()  # interrupted with workers in flight: they and the batch are out of step
             raise
         return self._batch()
