@@ -31,6 +31,33 @@ def _float32_space(space: Any) -> Any:
     return space
 
 
+ENV_FAULT = "_rlfleet_env_fault"  # attribute of an exception raised by an env: (env name, method, repr)
+
+
+def env_name(env: gym.Env) -> str:
+    """``env``'s registered id, else its class as ``module:Class``."""
+    spec = getattr(env, "spec", None)
+    if spec is not None and getattr(spec, "id", None):
+        return spec.id
+    cls = type(env.unwrapped)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _mark(err: Exception, name: str, method: str) -> None:
+    if not hasattr(err, ENV_FAULT):  # the innermost env names it (an env may wrap another)
+        text = repr(err)
+        text = text if len(text) <= 200 else text[:197] + "..."
+        try:
+            setattr(err, ENV_FAULT, (name, method, text))
+        except (AttributeError, TypeError):  # an exception type without attributes: left unmarked
+            pass
+
+
+def env_fault(err: BaseException | None) -> tuple[str, str, str] | None:
+    """``(env name, method, repr of err)`` if ``err`` was raised by an env's ``step`` or ``reset``."""
+    return getattr(err, ENV_FAULT, None)
+
+
 class GymEnv:
     """Wraps one ``gym.Env``: float64 observations become float32, Dict/Tuple observations
     become namedarraytuples, and Box actions are rescaled.
@@ -41,12 +68,18 @@ class GymEnv:
     infinite bound (and integer Boxes) keep their bounds and are only clipped to them. A Box with
     no finite dimension is presented unchanged.
 
+    An exception raised by the env's ``step`` or ``reset`` propagates unchanged, marked with
+    ``(name, method, repr of the exception)`` as ``ENV_FAULT``, so that the runner can report
+    it as an `EnvError` naming the env (`env_fault`); other exceptions are rlfleet's own.
+
     Args:
         env: a Gymnasium env.
+        name: for error messages (default: the env's registered id, else ``module:Class``).
     """
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env, name: str | None = None):
         self.env = env
+        self.name = name or env_name(env)
         self.observation_space = _float32_space(from_gym(env.observation_space))
         env_action_space = from_gym(env.action_space)
         if isinstance(env_action_space, Composite):
@@ -89,7 +122,11 @@ class GymEnv:
         return np.asarray(obs, dtype=self.observation_space.dtype)
 
     def reset(self, seed: int | None = None) -> Any:
-        obs, _ = self.env.reset(seed=seed)
+        try:
+            obs, _ = self.env.reset(seed=seed)
+        except Exception as err:
+            _mark(err, self.name, "reset")
+            raise
         if seed is not None:
             self.env.action_space.seed(seed)
         return self._convert_obs(obs)
@@ -103,7 +140,11 @@ class GymEnv:
                 action = action + self._multi_start
         else:
             action = int(action) + self._discrete_start
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except Exception as err:
+            _mark(err, self.name, "step")
+            raise
         return EnvStep(self._convert_obs(obs), float(reward), bool(terminated), bool(truncated), info)
 
     def render(self) -> np.ndarray | None:

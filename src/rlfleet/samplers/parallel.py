@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from rlfleet.envs.gym_env import env_fault
+from rlfleet.errors import SamplerWorkerDied
 from rlfleet.samplers.env_group import EnvGroup, StepBuffers, step_buffers_from_env
 from rlfleet.samplers.steppers import EnvFactory
 from rlfleet.utils.buffers import buffer_from_example, map_buffer
@@ -50,7 +52,31 @@ _SharedBlock = namedarraytuple("SharedBlock", ["step", "action", "error", "comma
 
 
 class ParallelWorkerError(RuntimeError):
-    """An exception raised in (or the death of) a parallel sampler worker."""
+    """An exception raised in (or the death of) a parallel sampler worker. ``env_fault``:
+    ``(env name, method, repr of the exception)`` when an env's ``step`` or ``reset`` raised it
+    (the runner reports those as `EnvError`), else None."""
+
+    env_fault: tuple[str, str, str] | None = None
+
+
+class ParallelWorkerDied(ParallelWorkerError, SamplerWorkerDied):
+    """A sampler worker process died (one line for the CLI: which worker, its exit code or signal)."""
+
+
+def _error_report() -> tuple[str, tuple[str, str, str] | None]:
+    """What a worker sends for the exception being handled: its traceback and, if an env's
+    ``step`` or ``reset`` raised it, ``(env name, method, repr)``."""
+    return traceback.format_exc(), env_fault(sys.exc_info()[1])
+
+
+def _exit_description(exitcode: int | None) -> str:
+    """``killed by signal SIGKILL`` (a negative exit code), ``exit code 1``, ..."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 @dataclass(frozen=True)
@@ -116,7 +142,7 @@ def _worker(
     try:
         group = EnvGroup([env_factory() for _ in range(start, stop)], shared.step[start:stop], discount)
     except Exception:  # noqa: BLE001 - reported to the main process
-        conn.send(("error", traceback.format_exc()))
+        conn.send(("error", _error_report()))
     else:
         conn.send(("ok", None))
         _serve(index, group, shared.action[start:stop], shared, go, done, conn, parent_pid)
@@ -153,14 +179,14 @@ def _serve(
                 group.step(actions)
             except Exception:  # noqa: BLE001 - reported to the main process
                 error[index] = 1
-                conn.send(("error", traceback.format_exc()))
+                conn.send(("error", _error_report()))
             done.release()
         elif cmd == _CALL:
             method, args = conn.recv()
             try:
                 conn.send(("ok", getattr(group, method)(*args)))
             except Exception:  # noqa: BLE001 - reported to the main process
-                conn.send(("error", traceback.format_exc()))
+                conn.send(("error", _error_report()))
         else:
             return
 
@@ -277,14 +303,21 @@ class ParallelStepper:
         if not self._finalizer.alive:
             raise RuntimeError("ParallelStepper is closed")
 
-    def _failure(self, w: int, message: str) -> ParallelWorkerError:
-        return ParallelWorkerError(f"sampler worker {w} (envs {self._worker_slices[w]}) failed:\n{message}")
+    def _failure(self, w: int, report: tuple[str, tuple[str, str, str] | None]) -> ParallelWorkerError:
+        """The error for worker ``w``'s `_error_report`."""
+        message, fault = report
+        err = ParallelWorkerError(f"sampler worker {w} (envs {self._worker_slices[w]}) failed:\n{message}")
+        err.env_fault = fault
+        return err
 
     def _died(self, w: int) -> ParallelWorkerError:
         """Close this stepper (a worker is gone) and return the error to raise."""
+        pid = self._processes[w].pid
         self.close()
-        exitcode = self._processes[w].exitcode
-        return ParallelWorkerError(f"sampler worker {w} (envs {self._worker_slices[w]}) died with exit code {exitcode}")
+        return ParallelWorkerDied(
+            f"sampler worker {w} (envs {self._worker_slices[w]}, pid {pid}) died: "
+            f"{_exit_description(self._processes[w].exitcode)}"
+        )
 
     def _reply(self, w: int) -> tuple[str, Any]:
         """The next ``(status, value)`` message of worker ``w``; raises if the worker died."""
@@ -326,7 +359,23 @@ class ParallelStepper:
             failed = [workers.start + int(w) for w in np.flatnonzero(errors)]
             errors[:] = 0
             reports = [self._failure(w, self._reply(w)[1]) for w in failed]
-            raise reports[0] if len(reports) == 1 else ParallelWorkerError("\n".join(map(str, reports)))
+            if len(reports) == 1:
+                raise reports[0]
+            err = ParallelWorkerError("\n".join(map(str, reports)))
+            err.env_fault = next((r.env_fault for r in reports if r.env_fault is not None), None)
+            raise err
+
+    def wait_all(self) -> None:
+        """Wait for every worker still stepping (started by `step_workers_async`, not yet
+        waited for), dropping the errors they report: after one worker's env raised, this
+        leaves the others in step, so that the stepper still answers `state_dict`."""
+        for w in np.flatnonzero(self._stepping):
+            if not self._finalizer.alive:
+                return
+            try:
+                self.wait_workers(range(w, w + 1))
+            except Exception:  # noqa: BLE001 - the first error is the one being reported
+                pass
 
     def _call(self, method: str, args: Sequence[tuple]) -> list[Any]:
         """``EnvGroup.method(*args[k])`` for every slice ``k``; returns the results in slice order."""
@@ -337,8 +386,12 @@ class ParallelStepper:
         local_error = None
         try:
             self._command[0] = _CALL
-            for conn, go, worker_args in zip(self._conns, self._gos, args[n_local:]):
-                conn.send((method, worker_args))
+            for w, (conn, go, worker_args) in enumerate(zip(self._conns, self._gos, args[n_local:])):
+                try:
+                    conn.send((method, worker_args))
+                except (BrokenPipeError, ConnectionResetError):
+                    self._processes[w].join(timeout=1.0)  # gone, or about to be
+                    raise self._died(w) from None
                 go.release()
             try:
                 local = [getattr(self._group, method)(*a) for a in args[:n_local]]
