@@ -1,5 +1,6 @@
-"""The asynchronous runner (``runner.kind=async``): replay ratio held, the shared-memory replay
-holds what the sampler produced, weights reach the sampler, failures of the sampler process
+"""The asynchronous runner (``runner.kind=async``): replay ratio held, the batches handed over
+through shared-memory slots are complete sampler batches and the replay holds what a serial
+sampler produces, weights reach the sampler, failures of the sampler process
 shut down cleanly, checkpoints, resume and Ctrl-C, and on-policy algorithms are rejected."""
 
 from __future__ import annotations
@@ -17,17 +18,14 @@ from torch import nn
 from cli_helpers import interrupt_after_rows, rlfleet_cmd
 from conftest import QUIET, latest_state, read_progress
 from custom_components import CorridorEnv
+from rlfleet.build import build_experiment
 from rlfleet.checkpoint import Checkpointer
 from rlfleet.config.loader import resolve, validate
 from rlfleet.errors import ConfigError
-from rlfleet.build import build_experiment
 from rlfleet.experiment import train
-from rlfleet.replays.n_step import NStepReplayBuffer, StoredBatch, truncation_finals
-from rlfleet.replays.prioritized import PrioritizedReplayBuffer
 from rlfleet.runners.async_rl import AsyncSamplerError
-from rlfleet.runners.async_worker import map_storage
 from rlfleet.runners.shared_params import SharedParameters
-from test_frame_replay import StackedEnvs, assert_same_samples
+from rlfleet.utils.buffers import map_buffer, numpify_buffer
 
 T, B = 64, 2  # one sampler batch: 128 env steps
 UPDATES_PER_BATCH = 16  # replay_ratio 4 * 128 / batch_size 32
@@ -91,12 +89,14 @@ def test_replay_ratio_held_and_weights_versions_advance(tmp_path):
     assert exp.sampler.weights_version > 2
 
 
-def test_shared_replay_holds_what_a_serial_sampler_produces(tmp_path):
-    """With a behaviour policy that ignores the weights (epsilon 1), the async run stores the
-    same transitions as the minibatch runner, PER priorities and truncations included, and
+@pytest.mark.parametrize("lead_batches", [1, 3])
+def test_replay_holds_what_a_serial_sampler_produces(tmp_path, lead_batches):
+    """With a behaviour policy that ignores the weights (epsilon 1), the async run's replay
+    holds bit for bit what the minibatch runner's holds, PER and truncations included, and
     (training on each batch exactly as the minibatch runner does) learns the same weights."""
     args = [
         *DQN_ARGS,
+        f"runner.async_lead_batches={lead_batches}",
         "runner.n_steps=1024",
         "runner.save_replay=true",
         "agent.eps_start=1.0",
@@ -107,8 +107,8 @@ def test_shared_replay_holds_what_a_serial_sampler_produces(tmp_path):
     ]
     sync_dir, _ = train("dqn", "CartPole-v1", [*args, "runner.kind=minibatch"], name="sync", root=tmp_path)
     async_dir, _ = train("dqn", "CartPole-v1", args, name="async", root=tmp_path)
-    sync, asynchronous = latest_state(sync_dir)["algo"], latest_state(async_dir)["algo"]
-    a, b = sync["replay"], asynchronous["replay"]
+    sync, asynchronous = latest_state(sync_dir), latest_state(async_dir)
+    a, b = sync["replay"]["whole"], asynchronous["replay"]["whole"]
     t = a["t"]
     assert t == b["t"] == 1024 // B
     for field in a["buffer"]._fields:
@@ -117,57 +117,57 @@ def test_shared_replay_holds_what_a_serial_sampler_produces(tmp_path):
     assert a["buffer"].truncated[:t].any() and a["final_observation"].keys() == b["final_observation"].keys()
     for key, final in a["final_observation"].items():
         np.testing.assert_array_equal(final, b["final_observation"][key])
-    assert sync["updates"] == asynchronous["updates"] > 0
-    for key, value in latest_state(sync_dir)["agent"]["model"].items():
-        assert torch.equal(value, latest_state(async_dir)["agent"]["model"][key]), key
+    np.testing.assert_array_equal(a["tree"]["priorities"], b["tree"]["priorities"])  # PER priorities
+    assert a["max_priority"] == b["max_priority"] and a["rng"] == b["rng"]
+    assert sync["algo"]["updates"] == asynchronous["algo"]["updates"] > 0
+    for key, value in sync["agent"]["model"].items():
+        assert torch.equal(value, asynchronous["agent"]["model"][key]), key
 
 
-def _arrays(storage) -> list[np.ndarray]:
-    leaves: list[np.ndarray] = []
-    map_storage(leaves.append, storage)
+def _leaves(buffer) -> list:
+    leaves: list = []
+    map_buffer(leaves.append, buffer)
     return leaves
 
 
-def assert_live_leaves_sampleable(replay: PrioritizedReplayBuffer) -> None:
-    """PER leaves are positive exactly on the sampleable transitions (reserved rows at 0)."""
-    first, last = replay.sampleable_rows()
-    sampleable = ((np.arange(first, last + 1) % replay.T)[:, None] * replay.B + np.arange(replay.B)).ravel()
-    live = np.flatnonzero(replay.tree.get(np.arange(replay.T * replay.B)) > 0)
-    np.testing.assert_array_equal(live, np.sort(sampleable))
-
-
-@pytest.mark.parametrize("frame_stack", [0, 3])
-@pytest.mark.parametrize("replay_class", [NStepReplayBuffer, PrioritizedReplayBuffer])
-def test_replay_written_by_another_writer_equals_appending(frame_stack, replay_class):
-    """`store` by a writer + `append(StoredBatch)` by the reader == `append` of the batch (ring
-    wrap-around, truncations, frame stacks); the reserved rows are kept out of sampling."""
-    envs = StackedEnvs(B, 3, seed=1)
-    batches = [envs.batch(4) for _ in range(12)]
-    reference, reader = (replay_class(40, B, n_step=2, frame_stack=frame_stack) for _ in range(2))
-    writer = NStepReplayBuffer(40, B, n_step=2, frame_stack=frame_stack)
-    for batch in batches[:6]:  # held before attaching (past a ring wrap): copied into the shared ring
-        reference.append(batch)
-        reader.append(batch)
-    writer.allocate(batches[0], share_memory=True)
-    reader.attach(writer.storage(), reserved_rows=4)
-    if replay_class is PrioritizedReplayBuffer:
-        assert_live_leaves_sampleable(reader)
-    for batch in batches[6:]:
-        reference.append(batch)
-        writer.store(reader.t, batch)
-        reader.append(StoredBatch(4, truncation_finals(batch)))
-    for a, b in zip(_arrays(reference.storage()), _arrays(reader.storage())):
-        np.testing.assert_array_equal(a, b)
-    assert reference.final_observation.keys() == reader.final_observation.keys()
-    oldest, newest = reference.sampleable_rows()
-    assert reader.sampleable_rows() == (oldest + 4, newest)
-    rows = np.repeat(np.arange(oldest + 4, newest + 1) % reader.T, B)
-    envs_b = np.tile(np.arange(B), len(rows) // B)
-    assert_same_samples(reference.samples_at(rows, envs_b), reader.samples_at(rows, envs_b))
-    if replay_class is PrioritizedReplayBuffer:
-        assert_live_leaves_sampleable(reader)
-    with pytest.raises(ValueError, match="too small"):
-        NStepReplayBuffer(40, B, n_step=2).attach(writer.storage(), reserved_rows=18)
+@pytest.mark.parametrize("lead_batches", [1, 2])
+def test_async_sampler_batches_are_complete_views_of_shared_slots(tmp_path, lead_batches):
+    """Every `SamplerBatch` field is filled; ``torch_samples`` views the memory of ``samples``;
+    consecutive batches come from the L slots in turn; and without training (weights unchanged)
+    the batches, ``last`` and trajectory statistics are those of a minibatch runner's sampler
+    built from the same config and seed."""
+    overrides = [*DQN_ARGS, f"runner.async_lead_batches={lead_batches}", "env.max_episode_steps=20"]
+    config = validate(resolve("dqn", "CartPole-v1", overrides, None, 0))
+    serial_config = validate(resolve("dqn", "CartPole-v1", [*overrides, "runner.kind=minibatch"], None, 0))
+    exp, ref = build_experiment(config), build_experiment(serial_config)
+    try:
+        previous, trajectories = None, 0
+        for n in range(4):
+            exp.agent.sample_mode(n * T * B)
+            ref.agent.sample_mode(n * T * B)
+            batch, expected = exp.sampler.obtain_samples(), ref.sampler.obtain_samples()
+            assert batch.samples is not None and batch.torch_samples is not None and batch.last is not None
+            assert batch.samples.env.reward.shape == (T, B) and batch.last.observation.shape[0] == B
+            samples, torch_samples = _leaves(batch.samples), _leaves(batch.torch_samples)
+            assert len(samples) == len(torch_samples) == len(_leaves(expected.samples))
+            for array, tensor in zip(samples, torch_samples):
+                assert isinstance(array, np.ndarray) and isinstance(tensor, torch.Tensor)
+                assert np.shares_memory(array, tensor.numpy()), "torch_samples is not a view of samples"
+            assert all(isinstance(leaf, torch.Tensor) for leaf in _leaves(batch.last))
+            for got, want in zip(samples, _leaves(expected.samples)):
+                np.testing.assert_array_equal(got, want)
+            for got, want in zip(_leaves(batch.last), _leaves(expected.last)):
+                np.testing.assert_array_equal(numpify_buffer(got), numpify_buffer(want))
+            assert batch.traj_infos == expected.traj_infos
+            trajectories += len(batch.traj_infos)
+            if previous is not None:  # slot n % L
+                assert np.shares_memory(previous, batch.samples.env.reward) == (lead_batches == 1)
+            previous = batch.samples.env.reward
+        assert trajectories > 0
+    finally:
+        exp.close()
+        ref.close()
+    assert not child_pids(os.getpid()), "the sampler process outlived close"
 
 
 def _pull_in_child(params: SharedParameters, results) -> None:
@@ -231,7 +231,7 @@ def test_checkpoint_and_resume(tmp_path):
     args = [*DQN_ARGS, "runner.save_replay=true", "runner.checkpoint_interval_steps=512", "runner.n_steps=1024"]
     run_dir, _ = train("dqn", "CartPole-v1", args, name="run", root=tmp_path)
     first = latest_state(run_dir)
-    assert first["runner"]["cum_steps"] == 1024 and first["algo"]["replay"]["t"] == 1024 // B
+    assert first["runner"]["cum_steps"] == 1024 and first["replay"]["whole"]["t"] == 1024 // B
     assert [p.name for p in Checkpointer(run_dir / "checkpoints").checkpoints()] == [
         "ckpt_0000000512.pt",
         "ckpt_0000001024.pt",
@@ -240,7 +240,7 @@ def test_checkpoint_and_resume(tmp_path):
     final = latest_state(run_dir)
     assert row["CumSteps"] == final["runner"]["cum_steps"] == 1536
     assert final["algo"]["updates"] == UPDATES_PER_BATCH * (1536 - 256 + T * B) // (T * B)
-    assert final["algo"]["replay"]["t"] == 1536 // B  # the sampler continued the replay
+    assert final["replay"]["whole"]["t"] == 1536 // B  # the sampler continued the replay
     steps = [int(r["CumSteps"]) for r in read_progress(run_dir)]
     assert steps == sorted(set(steps)) and steps[-1] == 1536
 
@@ -268,5 +268,5 @@ def test_ctrl_c_writes_checkpoint_and_closes_the_sampler(tmp_path):
 
 
 def test_on_policy_algorithm_rejected(tmp_path):
-    with pytest.raises(ConfigError, match="off-policy"):
+    with pytest.raises(ConfigError, match=r"runner.kind=async does not run ppo \(on-policy\)"):
         train("ppo", "CartPole-v1", ["runner.kind=async", *QUIET], root=tmp_path)

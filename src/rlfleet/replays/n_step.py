@@ -9,11 +9,8 @@ Observations live in an observation store: `WholeObservations` keeps them as giv
 `StackedFrames` keeps only the newest frame of each frame stack and rebuilds the stacks when
 sampled, which divides the observation memory of an Atari replay by the stack size.
 
-Storage and bookkeeping are separate steps so that another process can write the rows
-(the asynchronous runner): `store` writes a batch into the ring (the arrays can live in shared
-memory, see `allocate` and `attach`); `append` records it (time step counter, final
-observations, and in `PrioritizedReplayBuffer` the priorities), given either the batch itself
-or a `StoredBatch` saying that a writer has already stored it.
+`append` is the one way in: it writes a sampler batch into the ring and records it (time step
+counter, final observations, and in `PrioritizedReplayBuffer` the priorities).
 """
 
 from __future__ import annotations
@@ -31,43 +28,13 @@ ReplaySamples = namedarraytuple("ReplaySamples", ["agent_inputs", "action", "ret
 _Stored = namedarraytuple("_Stored", ["action", "reward", "prev_action", "prev_reward", "terminated", "truncated"])
 
 
-class StoredBatch(NamedTuple):
-    """A ``[T,B]`` batch that a writer (in another process) has already stored with
-    `NStepReplayBuffer.store` at the replay's current time step; `NStepReplayBuffer.append`
-    then only records it.
-
-    Attributes:
-        T: time steps of the batch.
-        final_observations: ``{(t, b): final observation}`` of the episodes truncated in it
-            (`truncation_finals` of the batch).
-    """
-
-    T: int
-    final_observations: dict[tuple[int, int], Any]
-
-
-def truncation_finals(samples: Any) -> dict[tuple[int, int], Any]:
+def _truncation_finals(samples: Any) -> dict[tuple[int, int], Any]:
     """``{(t, b): copy of samples.env.final_observation[t, b]}`` for every truncated step of a
     ``[T,B]`` sampler batch."""
     env = samples.env
     return {
         (int(t), int(b)): map_buffer(np.copy, env.final_observation[t, b]) for t, b in zip(*np.nonzero(env.truncated))
     }
-
-
-def _copy_into(destination: Any, source: Any) -> None:
-    """Copy every array of ``source`` into the same place of ``destination`` (dicts and
-    namedarraytuples of arrays; ``None`` in ``source`` is skipped)."""
-    if source is None:
-        return
-    if isinstance(source, dict):
-        for key, value in source.items():
-            _copy_into(destination[key], value)
-    elif isinstance(source, tuple):
-        for dst, src in zip(destination, source):
-            _copy_into(dst, src)
-    else:
-        np.copyto(destination, source)
 
 
 class WholeObservations:
@@ -84,10 +51,9 @@ class WholeObservations:
         self.T_ring, self.B = T_ring, B
         self.observation: Any = None
 
-    def allocate(self, observation: Any, share_memory: bool = False) -> None:
-        """Allocate the ring for observations like ``observation [T,B,...]`` (in shared memory
-        with ``share_memory``)."""
-        self.observation = buffer_from_example(observation[0, 0], (self.T_ring, self.B), share_memory)
+    def allocate(self, observation: Any) -> None:
+        """Allocate the ring for observations like ``observation [T,B,...]``."""
+        self.observation = buffer_from_example(observation[0, 0], (self.T_ring, self.B))
 
     def write(self, t: int, observation: Any) -> None:
         """Store ``observation [T,B,...]`` at absolute time steps ``t .. t+T-1``."""
@@ -144,12 +110,12 @@ class StackedFrames:
             shape = getattr(obs, "shape", type(obs).__name__)
             raise ValueError(f"frame_stack={self.k} needs array observations [T,B,{self.k},...], got {shape}")
 
-    def allocate(self, obs: np.ndarray, share_memory: bool = False) -> None:
+    def allocate(self, obs: np.ndarray) -> None:
         """Allocate the frame ring ``[T_ring, B, *frame]`` and the episode-start flags for
-        stacks like ``obs [T,B,k,*frame]`` (in shared memory with ``share_memory``)."""
+        stacks like ``obs [T,B,k,*frame]``."""
         self._check(obs)
-        self.frames = buffer_from_example(obs[0, 0, -1], (self.T_ring, self.B), share_memory)
-        self.episode_start = buffer_from_example(np.bool_(False), (self.T_ring, self.B), share_memory)
+        self.frames = buffer_from_example(obs[0, 0, -1], (self.T_ring, self.B))
+        self.episode_start = buffer_from_example(np.bool_(False), (self.T_ring, self.B))
 
     def write(self, t: int, obs: np.ndarray) -> None:
         """Store the newest frames of ``obs [T,B,k,*frame]`` at absolute time steps ``t .. t+T-1``."""
@@ -230,8 +196,6 @@ class NStepReplayBuffer:
 
     Attributes:
         t: absolute time steps recorded by `append`.
-        reserved_rows: time steps at the old end of the ring that sampling leaves alone because
-            a writer in another process may be overwriting them (set by `attach`; 0 otherwise).
     """
 
     def __init__(
@@ -250,7 +214,6 @@ class NStepReplayBuffer:
         self.gamma = gamma
         self.rng = np.random.default_rng(seed)
         self.t = 0  # absolute time steps written
-        self.reserved_rows = 0
         self.buffer: Any = None
         self.final_observation: dict[int, Any] = {}  # flat ring index -> final obs of a truncated episode
 
@@ -266,49 +229,19 @@ class NStepReplayBuffer:
             truncated=samples.env.truncated,
         )
 
-    def allocate(self, samples: Any, share_memory: bool = False) -> None:
-        """Allocate the ring for batches like ``samples`` (``[T,B]`` Samples); `store` does it
-        on first use. With ``share_memory`` every array lives in shared memory (see `attach`)."""
-        self.observations.allocate(samples.env.observation, share_memory)
-        self.buffer = buffer_from_example(self._stored(samples)[0, 0], (self.T, self.B), share_memory)
-
-    def store(self, t: int, samples: Any) -> None:
+    def _store(self, t: int, samples: Any) -> None:
         """Write a ``[T,B]`` sampler batch (numpy Samples) into the ring at absolute time steps
-        ``t .. t+T-1``; nothing is recorded (see `append`)."""
+        ``t .. t+T-1`` (allocated on first use)."""
         if self.buffer is None:
-            self.allocate(samples)
+            self.buffer = buffer_from_example(self._stored(samples)[0, 0], (self.T, self.B))
         self.observations.write(t, samples.env.observation)
         self.buffer[np.arange(t, t + samples.env.reward.shape[0]) % self.T] = self._stored(samples)
 
-    def storage(self) -> dict[str, Any]:
-        """The arrays `store` writes: ``{"buffer": [T_ring,B] fields, "observations": the
-        observation store's arrays}``."""
-        return {"buffer": self.buffer, "observations": self.observations.state_dict()}
-
-    def attach(self, storage: dict[str, Any], reserved_rows: int) -> None:
-        """Use ``storage`` (another replay's `storage()` of the same geometry, typically in
-        shared memory and written by another process with `store`) as this replay's ring;
-        what this replay holds so far is copied into it. The writer may store up to
-        ``reserved_rows`` time steps beyond `t` before they are appended, so sampling leaves
-        that many of the oldest time steps alone."""
-        if self.T <= self.n_step + self.observations.history + reserved_rows:
-            raise ValueError(
-                f"replay ring of {self.T} time steps too small for n_step {self.n_step}, "
-                f"frame_stack history {self.observations.history} and {reserved_rows} reserved time steps"
-            )
-        _copy_into(storage, self.storage())
-        self.buffer = storage["buffer"]
-        self.observations.load_state_dict(storage["observations"])
-        self.reserved_rows = reserved_rows
-
     def append(self, samples: Any) -> None:
-        """Record a ``[T,B]`` batch at time steps ``t .. t+T-1``: a sampler batch (numpy
-        Samples), stored here first, or a `StoredBatch` that a writer already stored there."""
-        if isinstance(samples, StoredBatch):
-            T, finals = samples.T, samples.final_observations
-        else:
-            T, finals = samples.env.reward.shape[0], truncation_finals(samples)
-            self.store(self.t, samples)
+        """Store and record a ``[T,B]`` sampler batch (numpy Samples) at time steps
+        ``t .. t+T-1``."""
+        T, finals = samples.env.reward.shape[0], _truncation_finals(samples)
+        self._store(self.t, samples)
         idx = np.arange(self.t, self.t + T) % self.T
         for flat in (idx[:, None] * self.B + np.arange(self.B)).ravel():
             self.final_observation.pop(int(flat), None)
@@ -322,9 +255,8 @@ class NStepReplayBuffer:
     def sampleable_rows(self) -> tuple[int, int]:
         """``(oldest, newest)``: the absolute time steps that may start a sample (empty when
         ``oldest > newest``). ``s_{t+n}`` must be written, and the observation history that
-        rebuilding ``s_t`` reads must not be overwritten yet, nor lie in the ``reserved_rows``
-        oldest time steps."""
-        return max(0, self.t - self.T + self.observations.history + self.reserved_rows), self.t - 1 - self.n_step
+        rebuilding ``s_t`` reads must not be overwritten yet."""
+        return max(0, self.t - self.T + self.observations.history), self.t - 1 - self.n_step
 
     def can_sample(self) -> bool:
         oldest, newest = self.sampleable_rows()

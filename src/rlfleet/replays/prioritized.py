@@ -69,15 +69,6 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
         priorities = np.concatenate([np.zeros(len(leaving)), np.full(len(entering), self.max_priority)])
         self.tree.update(np.concatenate([leaving, entering]), priorities)
 
-    def attach(self, storage: dict[str, Any], reserved_rows: int) -> None:
-        """`NStepReplayBuffer.attach`; the transitions that the reserved time steps take out of
-        sampling get priority 0."""
-        old_first, _ = self.sampleable_rows()
-        super().attach(storage, reserved_rows)
-        first, last = self.sampleable_rows()
-        leaving = self._leaves(np.arange(old_first, min(first - 1, last) + 1))
-        self.tree.update(leaving, np.zeros(len(leaving)))
-
     def _leaves(self, t_abs: np.ndarray) -> np.ndarray:
         """Leaves ``[len(t_abs) * B]`` of all envs at absolute time steps ``t_abs``."""
         return ((t_abs % self.T)[:, None] * self.B + np.arange(self.B)).reshape(-1)

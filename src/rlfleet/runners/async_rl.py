@@ -1,59 +1,66 @@
-"""The asynchronous runner (``runner.kind=async``): sampling in its own process, writing into a
-shared-memory replay, while this process optimises. Off-policy algorithms only.
+"""The asynchronous runner (``runner.kind=async``): sampling in its own process, handing
+``[T,B]`` batches over through shared-memory slots, while this process optimises. Off-policy
+algorithms only.
 
 Processes and data::
 
-    sampler process (spawned, CPU agent copy)      optimiser process (runner.device)
+    sampler process (spawned, CPU agent copy)      main process (runner.device)
     Sampler.obtain_samples() -> [T,B] batch        MinibatchRl / MinibatchRlEval loop, unchanged
-    wait for a free slot <------------------------ free (semaphore): released after each batch's updates
-    replay.store(t, batch) ===> replay ring in shared memory <=== replay.sample() in the updates
-    WrittenBatch ---------------> queue ---------> AsyncSampler.obtain_samples()
-                                                     -> algo.optimize_agent(env_steps, StoredBatch)
-    pull weights before each batch <=== SharedParameters <=== published after each batch's updates
+    wait on free <-------------------------------- free (semaphore, L permits): one released
+                                                     when the next batch is asked for
+    copy the batch into slot n % L ===> L shared-memory slots ===> SamplerBatch views of slot n % L
+    HandedBatch -------------------> queue ------> AsyncSampler.obtain_samples()
+                                                     -> replay.append(samples), algo.optimize_agent
+    pull weights before each batch <=== SharedParameters <=== published when the next batch is asked for
 
 The runner is `MinibatchRl` / `MinibatchRlEval` with an `AsyncSampler` in place of the
 `Sampler`, so logging, evaluation, checkpoints and Ctrl-C are theirs. One iteration of the loop
-consumes one sampler batch: ``obtain_samples`` hands over the next batch the sampler process has
-stored, and ``algo.optimize_agent`` records it in the replay and runs the algorithm's
-``replay_ratio * T * B / batch_size`` updates. Meanwhile the sampler process keeps sampling.
+consumes one sampler batch: ``obtain_samples`` returns the next batch the sampler process has
+handed over as an ordinary `SamplerBatch` (every field filled: ``samples`` numpy and
+``torch_samples`` torch views of one slot's memory, ``last``, ``traj_infos``), and the runner
+appends it to the replay and runs the algorithm's updates exactly as with a `Sampler`.
+Meanwhile the sampler process keeps sampling.
 
 Decisions:
 
-- Replay ratio: held exactly, by construction. The optimiser trains on every batch exactly as
-  the minibatch runner does (same updates per batch, same ``learning_starts``), so it never
-  gets ahead of ``replay_ratio * env_steps / batch_size`` updates and ReplayRatio in
-  progress.csv means what it means there (samples trained on per env step). The sampler may
-  run ahead by ``runner.async_lead_batches`` stored batches; when the optimiser is slower it
-  waits for a free slot rather than let the ratio drop. The sampler never waits for weights.
-- Shared-memory replay: the sampler process allocates the replay's ring (``[T_ring, B]``
-  fields and the observation store, frame stacks included) in shared memory and sends it to
-  the optimiser once; the optimiser's replay `attach`es it. The sampler writes the rows with
-  `NStepReplayBuffer.store`; the optimiser's replay only records them (`StoredBatch`: time step
-  counter, final observations of truncated episodes, and for PER the new transitions at max
-  priority, the sum tree staying in the optimiser's process). Since the sampler may store up to
-  ``async_lead_batches - 1`` batches beyond what the optimiser has recorded while it samples
-  from the replay, the oldest ``(async_lead_batches - 1) * T`` time steps of the ring are kept
-  out of sampling (`NStepReplayBuffer.reserved_rows`): nothing is read while it is written.
-- Weights: after every consumed batch the optimiser publishes the model's ``state_dict`` into
-  `SharedParameters` (copied from any device; under a lock, with a version counter); the
-  sampler pulls the newest version before each batch if the lock is free, else next time.
-  Exploration schedules follow the sampler's own env-step count.
-- Devices: the optimiser's agent lives on ``runner.device``; the sampler's copy is always on
-  the CPU, so the runner works the same with or without a GPU.
-- Builders: the sampler process builds its envs, agent and replay writer with
-  `rlfleet.experiment.build_experiment` from the run's config (minibatch runner, CPU, no
-  evaluation), so the async path constructs nothing by hand; the algorithm built there is
-  only used for its replay (the writer), its optimiser state stays idle.
+- One batch contract, no special batch types: the replay, the algorithm and the runner see
+  the same `SamplerBatch` as in the minibatch runner. This process owns the replay and all of
+  its storage (sum tree included); nothing else writes into it.
+- Slots: the sampler process allocates ``L = runner.async_lead_batches`` slots (each a
+  ``[T,B]`` Samples buffer shaped like its sampler's ``samples`` plus a ``[B]`` AgentInputs
+  buffer for ``last``, in shared memory) and sends them once as shared torch tensors. Batch n
+  goes into slot ``n % L`` after the sampler acquires a permit of the ``free`` semaphore (L at
+  start); this process releases one when it asks for the batch after the one it holds. So
+  while this process reads batch k the sampler has at most ``k + L`` permits and can have
+  written at most batches ``.. k + L - 1``, whose slot is never ``k % L``: a slot is never
+  written while it is read.
+- Replay ratio: held exactly, by construction. Every batch is appended and trained on as in
+  the minibatch runner (same updates per batch, same ``learning_starts``), so ReplayRatio in
+  progress.csv means what it means there. The sampler may run ahead by L handed batches (plus
+  the one it is sampling); when this process is slower the sampler waits for a permit rather
+  than let the ratio drop. The sampler never waits for weights.
+- Weights: when the next batch is asked for, the model trained on the previous one is
+  published into `SharedParameters` (copied from any device; under a lock, with a version
+  counter); the sampler pulls the newest version before each batch if the lock is free, else
+  next time. Exploration schedules follow the sampler's own env-step count.
+- Devices: this process's agent lives on ``runner.device``; the sampler's copy is always on
+  the CPU, so the runner works the same with or without a GPU. Slots are CPU memory; the
+  algorithm moves what it samples from the replay as with a `Sampler`.
+- Builders: the sampler process builds its envs and agent with the build callable handed to
+  `AsyncSampler` (the composition root's ``build_experiment``; runners never import it) from
+  `sampler_config` (minibatch runner, CPU, no evaluation, no logging); its replay and
+  algorithm stay unused.
 - Normalisers live in the sampler; their states come back with every batch, for evaluation
   here and for checkpoints.
 - Errors and shutdown: an exception in the sampler process comes back with its traceback as
   `AsyncSamplerError`; a sampler that dies is reported with its exit code. `close` (also run
   by a finaliser at exit) stops the process and terminates it if it does not exit in time. The
-  sampler ignores Ctrl-C and exits when the optimiser process is gone.
-- Resume: checkpoints hold the agent, the algorithm (the replay with ``runner.save_replay``)
-  and the normalisers; the sampler's envs restart their episodes on resume (new env seeds
-  derived from the resumed step count) and its exploration RNG is not continued, so async runs
-  resume from their checkpoint but do not continue exactly as an uninterrupted run would.
+  sampler ignores Ctrl-C and exits when the main process is gone.
+- Resume: checkpoints hold the agent, the algorithm, the replay (whole with
+  ``runner.save_replay``) and the normalisers; the sampler's envs restart their episodes on
+  resume (new env seeds derived from the resumed step count) and its exploration RNG is not
+  continued, so async runs resume from their checkpoint but do not continue exactly as an
+  uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -63,18 +70,24 @@ import multiprocessing as mp
 import os
 import queue
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from rlfleet.agents.base import Agent
-from rlfleet.algos.base import Algorithm
-from rlfleet.algos.off_policy import OffPolicyAlgorithm
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import ConfigError
-from rlfleet.replays.n_step import NStepReplayBuffer, StoredBatch
-from rlfleet.runners.async_worker import SamplerChannels, SamplerStart, WrittenBatch, map_storage, sampler_process
+from rlfleet.runners.async_worker import (
+    HandedBatch,
+    SamplerChannels,
+    SamplerStart,
+    Slot,
+    load_normalizer_states,
+    sampler_process,
+)
 from rlfleet.runners.shared_params import SharedParameters
 from rlfleet.samplers.sampler import SamplerBatch
+from rlfleet.utils.buffers import numpify_buffer
 
 _POLL_S = 0.5  # while waiting for the sampler, check this often that it is alive
 _JOIN_S = 5.0  # on close, wait this long for the sampler to exit before terminating it
@@ -104,19 +117,21 @@ def _shutdown(process: Any, channels: SamplerChannels) -> None:
 
 
 class AsyncSampler:
-    """The optimiser's handle on the sampler process; takes the place of `Sampler` in the
+    """The main process's handle on the sampler process; takes the place of `Sampler` in the
     runner. The process starts at the first `obtain_samples` (after a resume has loaded its
     state).
 
     Args:
         config: the run's ``ExperimentConfig`` (``runner.kind=async``).
         env_spaces: the envs' spaces.
+        build: ``build(config, run_dir, env_spaces) -> experiment`` that the sampler process
+            builds its components with (picklable: a module-level function).
         obs_normalizer, reward_normalizer: this process's copies (the evaluator shares the
             observation normaliser); loaded with the sampler's states after every batch.
 
     Attributes:
         batch_T, batch_B: the sampler's batch shape.
-        lead: ``runner.async_lead_batches``.
+        lead: L, ``runner.async_lead_batches``: the shared-memory slots.
         weights_version: the weights version the latest batch was sampled with.
     """
 
@@ -124,6 +139,7 @@ class AsyncSampler:
         self,
         config: Any,
         env_spaces: EnvSpaces,
+        build: Callable[..., Any],
         obs_normalizer: ObservationNormalizer | None = None,
         reward_normalizer: RewardNormalizer | None = None,
     ):
@@ -131,44 +147,39 @@ class AsyncSampler:
             raise ConfigError(f"runner.async_lead_batches must be >= 1, got {config.runner.async_lead_batches}")
         self.config = config
         self.env_spaces = env_spaces
+        self.build = build
         self.batch_T, self.batch_B = config.sampler.batch_T, config.sampler.batch_B
         self.lead = config.runner.async_lead_batches
         self.obs_normalizer, self.reward_normalizer = obs_normalizer, reward_normalizer
         self.agent: Agent | None = None
-        self.replay: NStepReplayBuffer | None = None
         self.weights_version = 0
         self._normalizers: dict[str, Any] | None = None
         self._process: Any = None
         self._channels: SamplerChannels | None = None
+        self._slots: list[SamplerBatch] = []  # one per slot: its views (traj_infos left empty)
         self._finalizer: weakref.finalize | None = None
-        self._consuming = False  # a batch was handed out and its slot is not released yet
+        self._holding = False  # a batch was handed out and its permit is not released yet
 
     @property
     def batch_size(self) -> int:
         return self.batch_T * self.batch_B
 
     def initialize(self, agent: Agent, seed: int) -> None:
-        """``agent``: the optimiser's agent, whose model is published to the sampler."""
+        """``agent``: this process's agent, whose model is published to the sampler."""
         self.agent = agent
-
-    def connect(self, algo: Algorithm) -> None:
-        """The algorithm whose replay the sampler process writes into."""
-        if not isinstance(algo, OffPolicyAlgorithm):
-            raise ConfigError(
-                f"runner.kind=async needs an off-policy algorithm (a replay to write into); "
-                f"{self.config.algorithm} is on-policy: use runner.kind=minibatch"
-            )
-        self.replay = algo.replay
 
     # ----- the sampler process -----
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
-        channels = SamplerChannels(SharedParameters(self.agent.model, ctx), ctx.Queue(), ctx.Semaphore(0), ctx.Event())
+        channels = SamplerChannels(
+            SharedParameters(self.agent.model, ctx), ctx.Queue(), ctx.Semaphore(self.lead), ctx.Event()
+        )
         env_steps = self.agent.env_steps  # the runner put the agent in sample mode at its step count
         start = SamplerStart(
+            build=self.build,
             config=sampler_config(self.config, seed=self.config.seed + env_steps),
             env_spaces=self.env_spaces,
-            t=self.replay.t,
+            n_slots=self.lead,
             env_steps=env_steps,
             normalizers=self._normalizers,
             parent_pid=os.getpid(),
@@ -178,13 +189,20 @@ class AsyncSampler:
         self._finalizer = weakref.finalize(self, _shutdown, process, channels)
         try:
             process.start()
-            _, storage = self._receive()
-            self.replay.attach(map_storage(lambda tensor: tensor.numpy(), storage), (self.lead - 1) * self.batch_T)
+            kind, slots = self._receive()
+            if kind != "ready" or len(slots) != self.lead:
+                raise AsyncSamplerError(f"the sampler process sent {kind!r} before its {self.lead} slots")
         except BaseException:
             self.close()
             raise
-        for _ in range(self.lead):
-            channels.free.release()
+        self._slots = [self._views(slot) for slot in slots]
+
+    @staticmethod
+    def _views(slot: Slot) -> SamplerBatch:
+        """numpy and torch views of one slot's shared memory (``slot``: its torch tensors)."""
+        return SamplerBatch(
+            samples=numpify_buffer(slot.samples), torch_samples=slot.samples, last=slot.last, traj_infos=[]
+        )
 
     def _receive(self) -> tuple[str, Any]:
         """The sampler's next message; raises `AsyncSamplerError` (after closing) on its
@@ -207,31 +225,25 @@ class AsyncSampler:
             return kind, payload
 
     def obtain_samples(self) -> SamplerBatch:
-        """The next batch the sampler process has stored, as a `StoredBatch` for
-        ``algo.optimize_agent``. The previous batch counts as consumed: the weights trained on
-        it are published and its slot is freed."""
+        """The next batch the sampler process has handed over: views of its slot (valid until
+        the next call). The previous batch counts as consumed: the weights trained on it are
+        published and its slot's permit is released."""
         if self._process is None:
             self._start()
-        elif self._consuming:
+        elif self._holding:
             self._channels.params.publish(self.agent.model)
             self._channels.free.release()
-        self._consuming = False
-        written: WrittenBatch = self._receive()[1]
-        if written.t != self.replay.t:
-            self.close()
-            raise AsyncSamplerError(f"the sampler stored time step {written.t}, the replay expected {self.replay.t}")
-        self._consuming = True
-        self.weights_version = written.weights_version
-        self._load_normalizers(written.normalizers)
-        samples = StoredBatch(self.batch_T, written.final_observations)
-        return SamplerBatch(samples=samples, torch_samples=None, last=None, traj_infos=written.traj_infos)
+        self._holding = False
+        handed: HandedBatch = self._receive()[1]
+        self._holding = True
+        self.weights_version = handed.weights_version
+        self._load_normalizers(handed.normalizers)
+        views = self._slots[handed.slot]
+        return SamplerBatch(views.samples, views.torch_samples, views.last, handed.traj_infos)
 
     def _load_normalizers(self, states: dict[str, Any]) -> None:
         self._normalizers = states
-        for name in ("obs_normalizer", "reward_normalizer"):
-            normalizer, state = getattr(self, name), states[name]
-            if normalizer is not None and state is not None:
-                normalizer.load_state_dict(state)
+        load_normalizer_states(self.obs_normalizer, self.reward_normalizer, states)
 
     # ----- state -----
     def state_dict(self) -> dict[str, Any]:

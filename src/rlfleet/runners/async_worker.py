@@ -1,9 +1,9 @@
 """The sampler process of the asynchronous runner (the design is in `rlfleet.runners.async_rl`).
 
-It builds the envs, a CPU copy of the agent and a writer view of the replay from the run's
-config, then loops: pick up newer weights, sample a ``[T,B]`` batch, wait for a free slot,
-store the batch straight into the replay's shared-memory ring, and send its bookkeeping
-(`WrittenBatch`) to the optimiser.
+It builds the envs and a CPU copy of the agent with the build callable it is handed, allocates
+``runner.async_lead_batches`` shared-memory slots shaped like its sampler's batch (after the
+first one) and sends them to the main process once, then loops: pick up newer weights, sample a ``[T,B]`` batch,
+wait for a free slot, copy the batch into slot ``n % L`` and report it (`HandedBatch`).
 """
 
 from __future__ import annotations
@@ -19,27 +19,36 @@ import numpy as np
 import torch
 
 from rlfleet.envs.spaces import EnvSpaces
-from rlfleet.replays.n_step import truncation_finals
 from rlfleet.runners.shared_params import SharedParameters
-from rlfleet.utils.buffers import map_buffer
+from rlfleet.utils.buffers import buffer_from_example, map_buffer, numpify_buffer
 
 _POLL_S = 0.2  # while waiting, check this often whether to stop
 
 
-class WrittenBatch(NamedTuple):
-    """What the sampler process reports after storing a batch.
+class Slot(NamedTuple):
+    """One shared-memory batch slot.
 
     Attributes:
-        t: the replay time step the batch was stored at (it fills ``t .. t+T-1``).
-        final_observations: ``{(t, b): observation}`` of the episodes truncated in the batch.
+        samples: ``[T,B]`` Samples shaped like the sampler's ``samples``.
+        last: ``[B]`` AgentInputs, the inputs following the batch (`SamplerBatch.last`).
+    """
+
+    samples: Any
+    last: Any
+
+
+class HandedBatch(NamedTuple):
+    """What the sampler process reports after copying a batch into a slot.
+
+    Attributes:
+        slot: the index of the slot holding the batch (batch n is in slot ``n % L``).
         traj_infos: statistics of the trajectories completed in the batch.
         normalizers: ``{"obs_normalizer": state or None, "reward_normalizer": state or None}``
             after the batch.
         weights_version: the `SharedParameters` version the batch was sampled with.
     """
 
-    t: int
-    final_observations: dict[tuple[int, int], Any]
+    slot: int
     traj_infos: list[dict[str, float]]
     normalizers: dict[str, Any]
     weights_version: int
@@ -50,18 +59,20 @@ class SamplerStart:
     """Everything the sampler process is started with.
 
     Attributes:
-        config: the run's config as the sampler builds it (``ExperimentConfig``: minibatch
-            runner, CPU agent, no evaluation, no console).
+        build: ``build(config, run_dir, env_spaces) -> experiment`` (the composition root's
+            ``build_experiment``, handed in: runners never import it).
+        config: the run's config as the sampler builds it (`rlfleet.runners.async_rl.sampler_config`).
         env_spaces: the envs' spaces (saves probing an env).
-        t: the replay time step of the first batch.
+        n_slots: L, the shared-memory slots (``runner.async_lead_batches``).
         env_steps: env steps sampled before the first batch (schedules continue from here).
-        normalizers: normaliser states to start from (``WrittenBatch.normalizers``), or None.
-        parent_pid: the optimiser process; the sampler exits when it is gone.
+        normalizers: normaliser states to start from (`HandedBatch.normalizers`), or None.
+        parent_pid: the main process; the sampler exits when it is gone.
     """
 
+    build: Callable[..., Any]
     config: Any
     env_spaces: EnvSpaces
-    t: int
+    n_slots: int
     env_steps: int
     normalizers: dict[str, Any] | None
     parent_pid: int
@@ -72,13 +83,13 @@ class SamplerChannels:
     """What the two processes share.
 
     Attributes:
-        params: the agent model's weights, published by the optimiser.
-        messages: sampler -> optimiser queue: ``("ready", storage)`` once (the replay's arrays
-            as shared torch tensors), then ``("batch", WrittenBatch)`` per batch, or
-            ``("error", traceback)``.
-        free: batches the sampler may still store before the optimiser consumes one (released
-            by the optimiser; acquired by the sampler before each store).
-        stop: set by the optimiser to make the sampler exit.
+        params: the agent model's weights, published by the main process.
+        messages: sampler -> main queue: ``("ready", [Slot of shared torch tensors])`` once,
+            then ``("batch", HandedBatch)`` per batch, or ``("error", traceback)``.
+        free: slots the sampler may write (L permits at start; the main process releases one
+            when it asks for the batch after the one it holds; the sampler acquires one before
+            each copy).
+        stop: set by the main process to make the sampler exit.
     """
 
     params: SharedParameters
@@ -87,21 +98,27 @@ class SamplerChannels:
     stop: Any
 
 
-def map_storage(fn: Callable[[Any], Any], storage: Any) -> Any:
-    """Apply ``fn`` to every array of a replay's `storage()` (dicts and namedarraytuples of
-    arrays, ``None`` kept)."""
-    if isinstance(storage, dict):
-        return {key: map_storage(fn, value) for key, value in storage.items()}
-    return map_buffer(fn, storage)
-
-
 def shared_tensor(array: np.ndarray) -> torch.Tensor:
     """The shared torch tensor that ``array`` views (allocated by ``buffer_from_example(...,
     share_memory=True)``), which pickles as shared memory where a numpy array is copied."""
     owner = array.base
     if not (isinstance(owner, torch.Tensor) and owner.is_shared() and tuple(owner.shape) == array.shape):
-        raise ValueError("the replay storage is not in shared memory")
+        raise ValueError("the slot is not in shared memory")
     return owner
+
+
+def allocate_slots(samples: Any, last: Any, n_slots: int) -> list[Slot]:
+    """``n_slots`` shared-memory slots (numpy views) for batches like ``samples [T,B]`` with
+    ``last [B]`` (numpy or torch)."""
+    samples_example, last_example = numpify_buffer(samples)[0, 0], numpify_buffer(last)[0]
+    T, B = samples.env.reward.shape
+    return [
+        Slot(
+            buffer_from_example(samples_example, (T, B), share_memory=True),
+            buffer_from_example(last_example, (B,), share_memory=True),
+        )
+        for _ in range(n_slots)
+    ]
 
 
 def normalizer_states(sampler: Any) -> dict[str, Any]:
@@ -113,6 +130,15 @@ def normalizer_states(sampler: Any) -> dict[str, Any]:
     }
 
 
+def load_normalizer_states(obs_normalizer: Any, reward_normalizer: Any, states: dict[str, Any]) -> None:
+    """Load `normalizer_states` into the normalisers that exist and have a saved state."""
+    obs_state, reward_state = states.get("obs_normalizer"), states.get("reward_normalizer")
+    if obs_normalizer is not None and obs_state is not None:
+        obs_normalizer.load_state_dict(obs_state)
+    if reward_normalizer is not None and reward_state is not None:
+        reward_normalizer.load_state_dict(reward_state)
+
+
 def _wait(semaphore: Any, start: SamplerStart, channels: SamplerChannels) -> bool:
     """Acquire ``semaphore``; False (not acquired) once asked to stop or orphaned."""
     while not semaphore.acquire(timeout=_POLL_S):
@@ -122,43 +148,38 @@ def _wait(semaphore: Any, start: SamplerStart, channels: SamplerChannels) -> boo
 
 
 def _serve(experiment: Any, start: SamplerStart, channels: SamplerChannels) -> None:
-    sampler, agent, writer = experiment.sampler, experiment.agent, experiment.algo.replay
-    states = start.normalizers or {}
-    for name in ("obs_normalizer", "reward_normalizer"):
-        normalizer = getattr(sampler, name)
-        if normalizer is not None and states.get(name) is not None:
-            normalizer.load_state_dict(states[name])
-    writer.allocate(sampler.samples, share_memory=True)
-    channels.messages.put(("ready", map_storage(shared_tensor, writer.storage())))
-    t, env_steps, version = start.t, start.env_steps, 0
+    sampler, agent = experiment.sampler, experiment.agent
+    load_normalizer_states(sampler.obs_normalizer, sampler.reward_normalizer, start.normalizers or {})
+    slots: list[Slot] | None = None
+    n, env_steps, version = 0, start.env_steps, 0
     while not channels.stop.is_set() and os.getppid() == start.parent_pid:
         version = channels.params.pull(agent.model, version)
         agent.sample_mode(env_steps)
         batch = sampler.obtain_samples()
         env_steps += sampler.batch_size
+        if slots is None:  # shaped after the first batch, sent once
+            slots = allocate_slots(batch.samples, batch.last, start.n_slots)
+            channels.messages.put(("ready", [map_buffer(shared_tensor, slot) for slot in slots]))
         if not _wait(channels.free, start, channels):
             return
-        writer.store(t, batch.samples)
-        written = WrittenBatch(
-            t, truncation_finals(batch.samples), batch.traj_infos, normalizer_states(sampler), version
-        )
-        channels.messages.put(("batch", written))
-        t += sampler.batch_T
+        slot = slots[n % start.n_slots]
+        slot.samples[:] = batch.samples
+        slot.last[:] = numpify_buffer(batch.last)
+        handed = HandedBatch(n % start.n_slots, batch.traj_infos, normalizer_states(sampler), version)
+        channels.messages.put(("batch", handed))
+        n += 1
 
 
 def sampler_process(start: SamplerStart, channels: SamplerChannels) -> None:
     """Entry point of the sampler process: serve until stopped; an exception is reported
     through ``channels.messages`` (flushed before the process exits)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the optimiser's to handle (it stops us)
-    # Imported here: rlfleet.experiment imports the runners, this module among them.
-    from rlfleet.experiment import build_experiment
-
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (it stops us)
     experiment = None
     try:
-        experiment = build_experiment(start.config, None, start.env_spaces)
+        experiment = start.build(start.config, None, start.env_spaces)
         _serve(experiment, start, channels)
         channels.messages.cancel_join_thread()  # once stopped, unread batch reports are of no use
-    except Exception:  # noqa: BLE001 - reported to the optimiser process
+    except Exception:  # noqa: BLE001 - reported to the main process
         channels.messages.put(("error", traceback.format_exc()))
     finally:
         if experiment is not None:
