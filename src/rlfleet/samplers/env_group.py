@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from rlfleet.checkpoint import is_refused_global, pickle_globals, restricted_loads
 from rlfleet.envs.gym_env import GymEnv
+from rlfleet.errors import CheckpointError
 from rlfleet.samplers.traj_info import TrajInfo
 from rlfleet.utils.buffers import buffer_from_example
 from rlfleet.utils.namedarraytuple import namedarraytuple
@@ -71,21 +73,45 @@ class EnvGroup:
         completed, self.completed = self.completed, []
         return completed
 
-    def state_dict(self) -> dict[str, Any]:
-        """Envs (pickled, when they allow it) and running trajectory statistics."""
+    def _pickled_envs(self) -> bytes | None:
+        """The envs pickled, or None where they cannot be, or only with globals that loading
+        never admits (``rlfleet.checkpoint.is_refused_global``)."""
         try:
             envs = pickle.dumps([env.env for env in self.envs])
         except Exception:  # noqa: BLE001 - some envs (emulators, simulators) cannot be pickled
-            envs = None
-        return {"envs": envs, "traj_infos": pickle.dumps(self.traj_infos)}
+            return None
+        try:
+            refused = any(is_refused_global(*g) for g in pickle_globals(envs))
+        except ValueError:
+            return None
+        return None if refused else envs
+
+    def state_dict(self) -> dict[str, Any]:
+        """Envs (pickled, when they allow it) and running trajectory statistics."""
+        return {"envs": self._pickled_envs(), "traj_infos": pickle.dumps(self.traj_infos)}
+
+    def allowed_globals(self) -> set[tuple[str, str]]:
+        """What unpickling this group's saved state may reference: the globals of these envs'
+        own pickle and of the running trajectories' (``rlfleet.checkpoint.restricted_loads``)."""
+        envs = self._pickled_envs()
+        allowed = pickle_globals(pickle.dumps(self.traj_infos))
+        return allowed if envs is None else allowed | pickle_globals(envs)
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:
         """Restore envs and running trajectories. Envs that could not be pickled are reset
-        instead (their episodes restart); returns whether the envs were restored exactly."""
+        instead (their episodes restart); returns whether the envs were restored exactly.
+
+        The pickles are read by ``restricted_loads``, admitting only the globals these freshly
+        built envs' own pickle references: CheckpointError for a payload needing anything else."""
         if state["envs"] is None:
             self.reset([None] * len(self.envs))
             return False
-        for env, raw in zip(self.envs, pickle.loads(state["envs"])):
+        allowed = self.allowed_globals()
+        envs = restricted_loads(state["envs"], allowed, "envs")
+        traj_infos = restricted_loads(state["traj_infos"], allowed, "trajectories")
+        if not isinstance(envs, list) or len(envs) != len(self.envs):
+            raise CheckpointError(f"the saved envs are not a list of {len(self.envs)} envs")
+        for env, raw in zip(self.envs, envs):
             env.env = raw
-        self.traj_infos = pickle.loads(state["traj_infos"])
+        self.traj_infos = traj_infos
         return True

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rlfleet.agents.base import Agent, AgentInputs
+from rlfleet.checkpoint import check_pickled_state
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
 from rlfleet.samplers.steppers import Stepper
 from rlfleet.utils.buffers import buffer_from_example, map_buffer, numpify_buffer, torchify_buffer
@@ -219,7 +220,12 @@ class Sampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:
-        """Restore; returns False if the envs could not be restored exactly (they were reset)."""
+        """Restore; returns False if the envs could not be restored exactly (they were reset).
+
+        The saved env pickles are first checked here, in this process, against the globals of
+        the fresh envs' own (``check_pickled_state``): CheckpointError before any env process
+        sees a payload that needs anything else (each EnvGroup checks again as it loads)."""
+        check_pickled_state(state["stepper"], self.stepper.state_dict())
         exact = self.stepper.load_state_dict(state["stepper"])
         if exact:
             self.stepper.buffers.observation[:] = state["observation"]
