@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from rlfleet.config.rules import Check, Count, NonNegative, NonNegInt, Positive, Probability
 
 
 @dataclass
@@ -20,10 +23,10 @@ class DqnAgentConfig:
         eps_eval: epsilon during evaluation.
     """
 
-    eps_start: float = 1.0
-    eps_end: float = 0.05
-    eps_steps: int = 10_000
-    eps_eval: float = 0.0
+    eps_start: Probability = 1.0
+    eps_end: Probability = 0.05
+    eps_steps: NonNegInt = 10_000
+    eps_eval: Probability = 0.0
 
 
 @dataclass
@@ -37,13 +40,15 @@ class CategoricalAgentConfig(DqnAgentConfig):
     v_min: float = -10.0
     v_max: float = 10.0
 
+    checks: ClassVar[tuple[Check, ...]] = (Check(("v_min", "v_max"), lambda c: c.v_min < c.v_max, "v_min < v_max"),)
+
 
 @dataclass
 class RainbowAgentConfig(CategoricalAgentConfig):
     """Rainbow explores with its noisy layers, so epsilon defaults to 0."""
 
-    eps_start: float = 0.0
-    eps_end: float = 0.0
+    eps_start: Probability = 0.0
+    eps_end: Probability = 0.0
 
 
 @dataclass
@@ -54,7 +59,7 @@ class IqnAgentConfig(DqnAgentConfig):
         policy_quantiles: fractions sampled per acting step (the paper's K = 32).
     """
 
-    policy_quantiles: int = 32
+    policy_quantiles: Count = 32
 
 
 @dataclass
@@ -75,12 +80,12 @@ class DdpgAgentConfig:
             the TD3 paper's initial pure exploration). 0 disables.
     """
 
-    exploration_noise: str = "gaussian"
-    noise_std: float = 0.1
-    ou_theta: float = 0.15
-    ou_sigma: float = 0.2
-    ou_dt: float = 1e-2
-    random_action_steps: int = 0
+    exploration_noise: Literal["gaussian", "ou", "none"] = "gaussian"
+    noise_std: NonNegative = 0.1
+    ou_theta: NonNegative = 0.15
+    ou_sigma: NonNegative = 0.2
+    ou_dt: Positive = 1e-2
+    random_action_steps: NonNegInt = 0
 
 
 @dataclass
@@ -93,4 +98,4 @@ class SacAgentConfig:
             until ``learning_starts``; usually set equal to ``algo.learning_starts``.
     """
 
-    random_action_steps: int = 0
+    random_action_steps: NonNegInt = 0

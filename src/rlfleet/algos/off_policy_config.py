@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rlfleet.config.rules import Count, NonNegInt, Positive, Probability
+
 
 @dataclass
 class OffPolicyConfig:
@@ -19,8 +21,8 @@ class OffPolicyConfig:
         n_step: return horizon (the replay computes the n-step returns).
     """
 
-    gamma: float = 0.99
-    batch_size: int = 32
-    learning_starts: int = 1_000
-    replay_ratio: float = 8.0
-    n_step: int = 1
+    gamma: Probability = 0.99
+    batch_size: Count = 32
+    learning_starts: NonNegInt = 1_000
+    replay_ratio: Positive = 8.0
+    n_step: Count = 1

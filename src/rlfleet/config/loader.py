@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ import yaml
 from rlfleet.algos.registry import algorithms, get_algorithm
 from rlfleet.algos.spec import AlgoSpec
 from rlfleet.config.schema import (
-    RUNNER_KINDS,
-    SAMPLER_KINDS,
     EnvConfig,
     ExperimentConfig,
     LoggerConfig,
@@ -23,7 +20,7 @@ from rlfleet.config.schema import (
     RunnerConfig,
     SamplerConfig,
 )
-from rlfleet.config.validate import build_dataclass, check_kwargs, check_value, dataclass_keys, unknown_key_error
+from rlfleet.config.validate import build_dataclass, check_field, check_kwargs, dataclass_keys, unknown_key_error
 from rlfleet.errors import ConfigError
 from rlfleet.utils.imports import import_object, looks_like_import_path
 
@@ -169,7 +166,7 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
         if key in ("algorithm", "model"):
             continue
         if key == "seed":
-            kwargs["seed"] = check_value(value, int, "seed")
+            kwargs["seed"] = check_field(ExperimentConfig, "seed", value, "seed")
         elif key in SECTIONS:
             kwargs[key] = build_dataclass(SECTIONS[key], value or {}, key, keys)
         elif key == "algo":
@@ -177,7 +174,7 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
             kwargs[key] = build_dataclass(spec.config, value or {}, key, keys)
         elif key == "agent":
             kwargs[key] = build_dataclass(spec.agent_config, value or {}, key, keys)
-        elif key == "replay" and not spec.off_policy:
+        elif key == "replay" and value is not None and not spec.off_policy:
             raise ConfigError(f"{spec.name} is on-policy and uses no replay: remove the 'replay' section")
         elif key != "replay":
             raise unknown_key_error(key, keys)
@@ -193,8 +190,6 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
     env = kwargs.get("env")
     if env is not None and looks_like_import_path(env.id):
         check_kwargs(import_object(env.id, what="env"), env.kwargs, "env.kwargs")
-    check_choice("sampler.kind", kwargs.get("sampler"), SAMPLER_KINDS)
-    check_choice("runner.kind", kwargs.get("runner"), RUNNER_KINDS)
     config = ExperimentConfig(**kwargs)
     check_capabilities(spec, config, env_spaces)
     return config
@@ -249,15 +244,6 @@ def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any
         )
     if spec.check is not None:
         spec.check(config)
-
-
-def check_choice(key: str, section: Any, choices: tuple[str, ...]) -> None:
-    """ConfigError naming the closest choice when ``section.kind`` is not one of ``choices``."""
-    if section is None or section.kind in choices:
-        return
-    close = difflib.get_close_matches(str(section.kind), choices, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"{key} {section.kind!r} is not one of {', '.join(map(repr, choices))}{hint}")
 
 
 def resolve(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+
+from rlfleet.config.rules import Count, Device, NonNegative, NonNegInt, Positive, Probability
 
 
 @dataclass
@@ -20,13 +22,13 @@ class AtariOptions:
         repeat_action_probability: sticky actions (v5 default 0.25).
     """
 
-    frame_skip: int = 4
-    screen_size: int = 84
-    frame_stack: int = 4
-    noop_max: int = 30
+    frame_skip: Count = 4
+    screen_size: Count = 84
+    frame_stack: Count = 4
+    noop_max: NonNegInt = 30
     terminal_on_life_loss: bool = False
     clip_reward: bool = True
-    repeat_action_probability: float = 0.25
+    repeat_action_probability: Probability = 0.25
 
 
 @dataclass
@@ -50,16 +52,18 @@ class EnvConfig:
 
     id: str = "CartPole-v1"
     kwargs: dict[str, Any] = field(default_factory=dict)
-    max_episode_steps: int | None = None
+    max_episode_steps: Count | None = None
     normalize_obs: bool = False
     normalize_reward: bool = False
-    clip_obs: float = 10.0
-    clip_reward: float = 10.0
+    clip_obs: Positive = 10.0
+    clip_reward: Positive = 10.0
     atari: AtariOptions = field(default_factory=AtariOptions)
 
 
-SAMPLER_KINDS = ("serial", "parallel", "alternating", "envpool")
-RUNNER_KINDS = ("minibatch", "data_parallel", "async")
+SamplerKind = Literal["serial", "parallel", "alternating", "envpool"]
+RunnerKind = Literal["minibatch", "data_parallel", "async"]
+SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
+RUNNER_KINDS: tuple[str, ...] = get_args(RunnerKind)
 
 
 @dataclass
@@ -81,10 +85,10 @@ class SamplerConfig:
             (default: envpool's).
     """
 
-    kind: str = "serial"
-    batch_T: int = 128
-    batch_B: int = 8
-    n_workers: int | None = None
+    kind: SamplerKind = "serial"
+    batch_T: Count = 128
+    batch_B: Count = 8
+    n_workers: Count | None = None
 
 
 @dataclass
@@ -95,9 +99,9 @@ class RunnerConfig:
         kind: one of `RUNNER_KINDS`: ``minibatch`` (sample, then optimise, in this process);
             ``data_parallel`` (``n_replicas`` processes, each sampling its own envs, gradients
             averaged over them at every step; on-policy algorithms; see
-            ``runners/data_parallel.py``); ``async`` (sampling in its own process, writing into
-            a shared-memory replay while this process optimises; off-policy algorithms; see
-            ``runners/async_rl.py``).
+            ``runners/data_parallel.py``); ``async`` (sampling in its own process, handing
+            batches over through shared-memory slots while this process optimises; off-policy
+            algorithms; see ``runners/async_rl.py``).
         n_steps: env-step budget.
         log_interval_steps: env steps between progress rows.
         eval_interval_steps: env steps between deterministic evaluations (0: none).
@@ -115,30 +119,29 @@ class RunnerConfig:
             minibatches, and ``n_steps`` and the intervals count all replicas' env steps.
         dist_backend: ``data_parallel``: torch.distributed backend, ``gloo`` or ``nccl``
             (None: nccl on a CUDA device, gloo otherwise).
-        async_lead_batches: ``async``: sampler batches the sampler process may store ahead of
-            the optimiser (>= 1); it waits when that many are stored but not yet trained on, so
-            the replay ratio is held exactly. The replay keeps its oldest
-            ``(async_lead_batches - 1) * batch_T`` time steps out of sampling while they may be
-            overwritten.
+        async_lead_batches: ``async``: sampler batches the sampler process may hand over ahead
+            of the optimiser (>= 1; also the number of shared-memory slots); it waits when that
+            many are handed over but not yet trained on, so the replay ratio is held exactly.
     """
 
-    kind: str = "minibatch"
-    n_steps: int = 100_000
-    log_interval_steps: int = 10_000
-    eval_interval_steps: int = 10_000
-    eval_episodes: int = 10
-    eval_envs: int = 5
-    checkpoint_interval_steps: int = 0
-    keep_checkpoints: int = 3
+    kind: RunnerKind = "minibatch"
+    n_steps: Count = 100_000
+    log_interval_steps: Count = 10_000
+    eval_interval_steps: NonNegInt = 10_000
+    eval_episodes: Count = 10
+    eval_envs: Count = 5
+    checkpoint_interval_steps: NonNegInt = 0
+    keep_checkpoints: Count = 3
     save_replay: bool = False
-    torch_threads: int = 1
-    device: str = "cpu"
-    n_replicas: int = 2
-    dist_backend: str | None = None
-    async_lead_batches: int = 2
+    torch_threads: Count = 1
+    device: Device = "cpu"
+    n_replicas: Count = 2
+    dist_backend: Literal["gloo", "nccl"] | None = None
+    async_lead_batches: Count = 2
 
 
-REPLAY_KINDS = ("uniform", "prioritized")
+ReplayKind = Literal["uniform", "prioritized"]
+REPLAY_KINDS: tuple[str, ...] = get_args(ReplayKind)
 
 
 @dataclass
@@ -160,13 +163,13 @@ class ReplayConfig:
             observations whole).
     """
 
-    kind: str = "uniform"
-    size: int = 100_000
-    alpha: float = 0.6
-    beta_start: float = 0.4
-    beta_steps: int = 0
-    eps: float = 1e-6
-    frame_stack: int = 0
+    kind: ReplayKind = "uniform"
+    size: Count = 100_000
+    alpha: NonNegative = 0.6
+    beta_start: Probability = 0.4
+    beta_steps: NonNegInt = 0
+    eps: Positive = 1e-6
+    frame_stack: NonNegInt = 0
 
 
 @dataclass
@@ -183,7 +186,7 @@ class LoggerConfig:
 
     tensorboard: bool = True
     wandb: bool = False
-    wandb_mode: str = "offline"
+    wandb_mode: Literal["offline", "online"] = "offline"
     wandb_project: str = "rlfleet"
     console: bool = True
 
@@ -199,7 +202,7 @@ class ExperimentConfig:
     """
 
     algorithm: str
-    seed: int = 0
+    seed: NonNegInt = 0
     env: EnvConfig = field(default_factory=EnvConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation, HiddenSizes
 from rlfleet.envs.spaces import Box, Space
 from rlfleet.models.encoder import flat_size, flatten_observation, is_image, observation_leading_dims
 from rlfleet.models.mlp import MLP
@@ -40,8 +40,8 @@ class TanhActor(nn.Module):
         self,
         observation_space: Space,
         action_space: Box,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
         output_init: float = 0.0,
     ):
         super().__init__()
@@ -83,8 +83,8 @@ class DeterministicActorCriticModel(nn.Module):
         self,
         observation_space: Space,
         action_space: Box,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
         critic_action_layer: int = 0,
         twin_critic: bool = False,
         output_init: float = 0.0,

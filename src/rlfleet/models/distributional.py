@@ -9,12 +9,12 @@ same as for `QModel`. Supports, quantile fractions and losses belong to the algo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation, HiddenSizes
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.encoder import observation_leading_dims
 from rlfleet.models.q import ActionValueModel
@@ -37,8 +37,8 @@ class CategoricalQModel(ActionValueModel):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (64, 64),
+        activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
         n_atoms: int = 51,
@@ -65,8 +65,8 @@ class QuantileQModel(ActionValueModel):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (64, 64),
+        activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
         n_quantiles: int = 200,
@@ -96,8 +96,8 @@ class ImplicitQuantileModel(ActionValueModel):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (64, 64),
+        activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
         embedding_dim: int = 64,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation, HiddenSizes
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.distributional import FractionProposal, ImplicitQuantileModel
 from rlfleet.models.encoder import observation_leading_dims
@@ -32,8 +32,8 @@ class FqfModel(nn.Module):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (64, 64),
+        activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
         embedding_dim: int = 64,

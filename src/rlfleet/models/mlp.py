@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation
+
+# Keyed by the names of the config schema's `Activation` (checked at config validation).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+assert tuple(ACTIVATIONS) == get_args(Activation), "rlfleet.config.rules.Activation lists other names"
 
 
 def activation_class(name: str) -> type[nn.Module]:

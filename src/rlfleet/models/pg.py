@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation, HiddenSizes
 from rlfleet.envs.spaces import Box, Discrete, Space
 from rlfleet.models.encoder import Encoder, is_image, observation_leading_dims, orthogonal_init
 from rlfleet.models.mlp import MLP
@@ -56,8 +57,8 @@ class CategoricalActorCriticModel(_ActorCriticBase):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "tanh",
+        hidden_sizes: HiddenSizes = (64, 64),
+        activation: Activation = "tanh",
         shared: bool | None = None,
     ):
         super().__init__(observation_space, hidden_sizes, activation, shared)
@@ -89,8 +90,8 @@ class GaussianActorCriticModel(_ActorCriticBase):
         self,
         observation_space: Space,
         action_space: Box,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "tanh",
+        hidden_sizes: HiddenSizes = (64, 64),
+        activation: Activation = "tanh",
         shared: bool | None = None,
         state_dependent_std: bool = False,
         init_log_std: float = 0.0,

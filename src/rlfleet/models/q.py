@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation, HiddenSizes
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.encoder import Encoder, is_image, observation_leading_dims
 from rlfleet.models.noisy import mlp_head
@@ -97,8 +98,8 @@ class QModel(ActionValueModel):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (64, 64),
+        activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
     ):

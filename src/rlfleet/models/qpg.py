@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation, HiddenSizes
 from rlfleet.envs.spaces import Box, Space
 from rlfleet.models.encoder import flat_size, flatten_observation, is_image, observation_leading_dims
 from rlfleet.models.mlp import MLP, activation_class
@@ -31,8 +31,8 @@ class QCritic(nn.Module):
         self,
         observation_space: Space,
         action_space: Box,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
         action_layer: int = 0,
     ):
         super().__init__()

@@ -10,13 +10,13 @@ plugged in by ``_target_`` follow the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rlfleet.config.rules import Activation, HiddenSizes
 from rlfleet.envs.spaces import Box, Discrete, Space
 from rlfleet.models.encoder import Encoder, is_image, observation_leading_dims
 from rlfleet.models.q import QModel
@@ -42,8 +42,8 @@ class GaussianActor(nn.Module):
         self,
         observation_space: Space,
         action_space: Box,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
         min_log_std: float = -5.0,
         max_log_std: float = 2.0,
     ):
@@ -83,8 +83,8 @@ class SacModel(nn.Module):
         self,
         observation_space: Space,
         action_space: Box,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
         min_log_std: float = -5.0,
         max_log_std: float = 2.0,
     ):
@@ -106,8 +106,8 @@ class CategoricalActor(nn.Module):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
     ):
         super().__init__()
         self.observation_space = observation_space
@@ -133,8 +133,8 @@ class TwinQModel(nn.Module):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
     ):
         super().__init__()
         self.q1 = QModel(observation_space, action_space, hidden_sizes, activation)
@@ -162,8 +162,8 @@ class SacDiscreteModel(nn.Module):
         self,
         observation_space: Space,
         action_space: Discrete,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        hidden_sizes: HiddenSizes = (256, 256),
+        activation: Activation = "relu",
     ):
         super().__init__()
         self.actor = CategoricalActor(observation_space, action_space, hidden_sizes, activation)

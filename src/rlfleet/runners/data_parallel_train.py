@@ -29,8 +29,6 @@ from rlfleet.runners.data_parallel import DataParallelRl
 from rlfleet.runners.minibatch_rl import TrainingInterrupted
 from rlfleet.runners.replicas import Replica, launch
 
-BACKENDS = ("gloo", "nccl")
-
 
 def backend_for(config: ExperimentConfig) -> str:
     """``runner.dist_backend``, or nccl for a CUDA device and gloo otherwise."""
@@ -48,11 +46,7 @@ def replica_device(device: str, rank: int) -> str:
 def check_config(config: ExperimentConfig) -> None:
     """ConfigError for devices and backends data parallelism cannot use (which algorithms it
     runs is their specs' ``runner_kinds``, checked at validation)."""
-    r = config.runner
-    if r.n_replicas < 1:
-        raise ConfigError(f"runner.n_replicas must be at least 1, got {r.n_replicas}")
-    if r.dist_backend is not None and r.dist_backend not in BACKENDS:
-        raise ConfigError(f"runner.dist_backend {r.dist_backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
+    r = config.runner  # n_replicas >= 1 and dist_backend's choices: the schema's (RunnerConfig)
     device = torch.device(r.device)
     if backend_for(config) == "nccl" and device.type != "cuda":
         raise ConfigError(f"runner.dist_backend=nccl needs a CUDA runner.device, got {r.device!r}")

@@ -26,11 +26,6 @@ class DQN(OffPolicyAlgorithm):
 
     config: DQNConfig
 
-    def __init__(self, config: DQNConfig):
-        if config.loss not in ("huber", "mse"):
-            raise ValueError(f"unknown loss {config.loss!r}; choose 'huber' or 'mse'")
-        super().__init__(config)
-
     def build_optimizers(self, agent) -> None:
         c = self.config
         self.optimizer = FlatOptimizer(agent.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)

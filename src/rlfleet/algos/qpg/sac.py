@@ -17,7 +17,6 @@ from rlfleet.algos.off_policy import OffPolicyAlgorithm
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.specs.sac import SACConfig
 from rlfleet.envs.spaces import EnvSpaces
-from rlfleet.errors import ConfigError
 from rlfleet.replays.n_step import ReplaySamples
 
 
@@ -56,15 +55,6 @@ class SAC(OffPolicyAlgorithm):
     """
 
     config: SACConfig
-
-    def __init__(self, config: SACConfig):
-        if config.alpha <= 0:
-            raise ConfigError(f"algo.alpha must be > 0, got {config.alpha}")
-        if not 0 < config.tau <= 1:
-            raise ConfigError(f"algo.tau must be in (0, 1], got {config.tau}")
-        if config.policy_delay < 1 or config.target_update_interval < 1:
-            raise ConfigError("algo.policy_delay and algo.target_update_interval must be >= 1")
-        super().__init__(config)
 
     def build_optimizers(self, agent) -> None:
         c, model = self.config, agent.model

@@ -17,7 +17,6 @@ import torch
 from rlfleet.algos.qpg.sac import SAC
 from rlfleet.algos.specs.tac import TACConfig
 from rlfleet.envs.spaces import EnvSpaces
-from rlfleet.errors import ConfigError
 
 
 def ln_q_of_log(log_x: torch.Tensor, q: float) -> torch.Tensor:
@@ -46,11 +45,6 @@ class TAC(SAC):
     """
 
     config: TACConfig
-
-    def __init__(self, config: TACConfig):
-        if config.entropic_index <= 0:
-            raise ConfigError(f"algo.entropic_index must be > 0, got {config.entropic_index}")
-        super().__init__(config)
 
     def default_target_entropy(self, env_spaces: EnvSpaces) -> float:
         """``-ln_q(exp(dim(A)))``."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from rlfleet.agents.config import PgAgentConfig
 from rlfleet.algos.spec import ON_POLICY_RUNNERS, AlgoSpec
+from rlfleet.config.rules import NonNegative, Positive, Probability, Range
 
 
 @dataclass
@@ -26,17 +28,17 @@ class A2CConfig:
         rmsprop_alpha: RMSprop smoothing constant.
     """
 
-    lr: float = 7e-4
+    lr: Positive = 7e-4
     anneal_lr: bool = False
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    value_coef: float = 0.5
-    entropy_coef: float = 0.0
-    max_grad_norm: float = 0.5
+    gamma: Probability = 0.99
+    gae_lambda: Probability = 1.0
+    value_coef: NonNegative = 0.5
+    entropy_coef: NonNegative = 0.0
+    max_grad_norm: NonNegative = 0.5
     normalize_advantage: bool = False
-    optimizer: str = "rmsprop"
-    optimizer_eps: float = 1e-5
-    rmsprop_alpha: float = 0.99
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    optimizer_eps: Positive = 1e-5
+    rmsprop_alpha: Annotated[float, Range(ge=0, lt=1)] = 0.99
 
 
 SPEC = AlgoSpec(

@@ -8,6 +8,7 @@ from typing import Any
 from rlfleet.agents.config import DdpgAgentConfig
 from rlfleet.algos.off_policy_config import OffPolicyConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.config.rules import Count, NonNegative, NonNegInt, Positive, Rate
 from rlfleet.errors import ConfigError
 
 
@@ -36,15 +37,15 @@ class DDPGConfig(OffPolicyConfig):
         optimizer_eps: Adam epsilon.
     """
 
-    batch_size: int = 256
-    learning_starts: int = 10_000
-    replay_ratio: float = 256.0
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    tau: float = 5e-3
-    critic_weight_decay: float = 0.0
-    max_grad_norm: float = 0.0
-    optimizer_eps: float = 1e-8
+    batch_size: Count = 256
+    learning_starts: NonNegInt = 10_000
+    replay_ratio: Positive = 256.0
+    actor_lr: Positive = 1e-3
+    critic_lr: Positive = 1e-3
+    tau: Rate = 5e-3
+    critic_weight_decay: NonNegative = 0.0
+    max_grad_norm: NonNegative = 0.0
+    optimizer_eps: Positive = 1e-8
 
 
 def check_ou_noise_sampler(config: Any) -> None:

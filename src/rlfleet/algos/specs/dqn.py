@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from rlfleet.agents.config import DqnAgentConfig
 from rlfleet.algos.off_policy_config import OffPolicyConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.config.rules import Count, NonNegative, Positive, Rate
 
 
 @dataclass
@@ -28,16 +30,16 @@ class DQNConfig(OffPolicyConfig):
         value_transform_eps: the ``eps`` of ``h``.
     """
 
-    lr: float = 1e-4
+    lr: Positive = 1e-4
     double: bool = True
-    loss: str = "huber"
-    huber_delta: float = 1.0
-    target_update_interval: int = 1_000
-    target_tau: float = 1.0
-    max_grad_norm: float = 10.0
-    optimizer_eps: float = 1e-8
+    loss: Literal["huber", "mse"] = "huber"
+    huber_delta: Positive = 1.0
+    target_update_interval: Count = 1_000
+    target_tau: Rate = 1.0
+    max_grad_norm: NonNegative = 10.0
+    optimizer_eps: Positive = 1e-8
     value_transform: bool = False
-    value_transform_eps: float = 1e-3
+    value_transform_eps: NonNegative = 1e-3
 
 
 SPEC = AlgoSpec(

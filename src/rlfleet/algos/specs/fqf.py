@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rlfleet.agents.config import IqnAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.iqn import IQNConfig
+from rlfleet.config.rules import NonNegative, Positive
 
 
 @dataclass
@@ -19,8 +20,8 @@ class FQFConfig(IQNConfig):
         fraction_entropy_coef: entropy bonus of the proposed fractions.
     """
 
-    fraction_lr: float = 2.5e-9
-    fraction_entropy_coef: float = 0.0
+    fraction_lr: Positive = 2.5e-9
+    fraction_entropy_coef: NonNegative = 0.0
 
 
 SPEC = AlgoSpec(

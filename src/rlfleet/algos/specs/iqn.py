@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rlfleet.agents.config import IqnAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
+from rlfleet.config.rules import Count, NonNegative
 
 
 @dataclass
@@ -19,9 +20,9 @@ class IQNConfig(DQNConfig):
         n_target_quantiles: fractions sampled for the target (N' = 64).
     """
 
-    kappa: float = 1.0
-    n_quantiles: int = 64
-    n_target_quantiles: int = 64
+    kappa: NonNegative = 1.0
+    n_quantiles: Count = 64
+    n_target_quantiles: Count = 64
 
 
 SPEC = AlgoSpec(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from rlfleet.agents.config import DqnAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
+from rlfleet.config.rules import NonNegative, Positive, Range
 
 
 @dataclass
@@ -19,9 +21,9 @@ class MunchausenDQNConfig(DQNConfig):
         log_policy_clip: lower clip of ``tau log pi(a|s)`` (its upper bound is 0).
     """
 
-    entropy_tau: float = 0.03
-    munchausen_alpha: float = 0.9
-    log_policy_clip: float = -1.0
+    entropy_tau: Positive = 0.03
+    munchausen_alpha: NonNegative = 0.9
+    log_policy_clip: Annotated[float, Range(le=0)] = -1.0
 
 
 SPEC = AlgoSpec(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from rlfleet.agents.config import IqnAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.iqn import IQNConfig
+from rlfleet.config.rules import NonNegative, Positive, Range
 
 
 @dataclass
@@ -14,9 +16,9 @@ class MunchausenIQNConfig(IQNConfig):
     """M-IQN hyperparameters: IQN's, plus ``entropy_tau``, ``munchausen_alpha`` and
     ``log_policy_clip`` as in `MunchausenDQNConfig`."""
 
-    entropy_tau: float = 0.03
-    munchausen_alpha: float = 0.9
-    log_policy_clip: float = -1.0
+    entropy_tau: Positive = 0.03
+    munchausen_alpha: NonNegative = 0.9
+    log_policy_clip: Annotated[float, Range(le=0)] = -1.0
 
 
 SPEC = AlgoSpec(

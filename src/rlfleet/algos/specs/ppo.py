@@ -7,6 +7,7 @@ from typing import Any
 
 from rlfleet.agents.config import PgAgentConfig
 from rlfleet.algos.spec import ON_POLICY_RUNNERS, AlgoSpec
+from rlfleet.config.rules import Count, NonNegative, Positive, Probability
 from rlfleet.errors import ConfigError
 
 
@@ -33,21 +34,21 @@ class PPOConfig:
         optimizer_eps: Adam epsilon.
     """
 
-    lr: float = 3e-4
+    lr: Positive = 3e-4
     anneal_lr: bool = False
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    epochs: int = 10
-    minibatch_size: int = 64
-    clip_range: float = 0.2
+    gamma: Probability = 0.99
+    gae_lambda: Probability = 0.95
+    epochs: Count = 10
+    minibatch_size: Count = 64
+    clip_range: Positive = 0.2
     anneal_clip: bool = False
-    clip_value: float = 0.0
-    value_coef: float = 0.5
-    entropy_coef: float = 0.0
+    clip_value: NonNegative = 0.0
+    value_coef: NonNegative = 0.5
+    entropy_coef: NonNegative = 0.0
     normalize_advantage: bool = True
-    max_grad_norm: float = 0.5
-    target_kl: float = 0.0
-    optimizer_eps: float = 1e-5
+    max_grad_norm: NonNegative = 0.5
+    target_kl: NonNegative = 0.0
+    optimizer_eps: Positive = 1e-5
 
 
 def check_ppo(config: Any) -> None:

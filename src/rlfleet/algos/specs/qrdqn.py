@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rlfleet.agents.config import DqnAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
+from rlfleet.config.rules import NonNegative
 
 
 @dataclass
@@ -17,7 +18,7 @@ class QRDQNConfig(DQNConfig):
         kappa: Huber threshold of the quantile loss (0: plain quantile loss).
     """
 
-    kappa: float = 1.0
+    kappa: NonNegative = 1.0
 
 
 SPEC = AlgoSpec(

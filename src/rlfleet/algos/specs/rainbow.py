@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rlfleet.agents.config import RainbowAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
+from rlfleet.config.rules import Count, Positive
 
 
 @dataclass
@@ -16,8 +17,8 @@ class RainbowConfig(DQNConfig):
     the model's and the agent's defaults for ``rainbow``."""
 
     double: bool = True
-    n_step: int = 3
-    optimizer_eps: float = 1.5e-4
+    n_step: Count = 3
+    optimizer_eps: Positive = 1.5e-4
 
 
 SPEC = AlgoSpec(

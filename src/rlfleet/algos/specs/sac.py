@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rlfleet.agents.config import SacAgentConfig
 from rlfleet.algos.off_policy_config import OffPolicyConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.config.rules import Count, NonNegative, NonNegInt, Positive, Rate
 
 
 @dataclass
@@ -34,21 +35,21 @@ class SACConfig(OffPolicyConfig):
         optimizer_eps: Adam epsilon.
     """
 
-    batch_size: int = 256
-    learning_starts: int = 5_000
-    replay_ratio: float = 256.0
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    alpha: float = 1.0
+    batch_size: Count = 256
+    learning_starts: NonNegInt = 5_000
+    replay_ratio: Positive = 256.0
+    actor_lr: Positive = 3e-4
+    critic_lr: Positive = 3e-4
+    alpha_lr: Positive = 3e-4
+    alpha: Positive = 1.0
     auto_alpha: bool = True
     target_entropy: float | None = None
-    tau: float = 0.005
-    target_update_interval: int = 1
-    policy_delay: int = 1
-    reward_scale: float = 1.0
-    max_grad_norm: float = 0.0
-    optimizer_eps: float = 1e-8
+    tau: Rate = 0.005
+    target_update_interval: Count = 1
+    policy_delay: Count = 1
+    reward_scale: Positive = 1.0
+    max_grad_norm: NonNegative = 0.0
+    optimizer_eps: Positive = 1e-8
 
 
 SPEC = AlgoSpec(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rlfleet.agents.config import SacAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.sac import SACConfig
+from rlfleet.config.rules import Probability
 
 
 @dataclass
@@ -20,7 +21,7 @@ class SACDiscreteConfig(SACConfig):
             CleanRL's Atari script uses 0.89; the CartPole preset uses less (see it).
     """
 
-    target_entropy_scale: float = 0.89
+    target_entropy_scale: Probability = 0.89
 
 
 SPEC = AlgoSpec(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rlfleet.agents.config import SacAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.sac import SACConfig
+from rlfleet.config.rules import Positive
 
 
 @dataclass
@@ -18,7 +19,7 @@ class TACConfig(SACConfig):
             MuJoCo, larger q exploring less).
     """
 
-    entropic_index: float = 1.5
+    entropic_index: Positive = 1.5
 
 
 SPEC = AlgoSpec(

@@ -8,6 +8,7 @@ from typing import Any
 from rlfleet.agents.config import DdpgAgentConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.ddpg import DDPGConfig, check_ou_noise_sampler
+from rlfleet.config.rules import Count, NonNegative
 from rlfleet.errors import ConfigError
 
 
@@ -21,9 +22,9 @@ class TD3Config(DDPGConfig):
         target_noise_clip: the noise is clipped to ``[-target_noise_clip, target_noise_clip]``.
     """
 
-    policy_delay: int = 2
-    target_noise: float = 0.2
-    target_noise_clip: float = 0.5
+    policy_delay: Count = 2
+    target_noise: NonNegative = 0.2
+    target_noise_clip: NonNegative = 0.5
 
 
 def check_td3(config: Any) -> None:
