@@ -1,8 +1,11 @@
 """``rlfleet`` command line: train, eval, list, bench, sweep, plot.
 
 Every user error (unknown algorithm, env or key; wrong type; bad checkpoint) prints one line
-``rlfleet: error: ...`` and exits with status 2; Ctrl-C during training writes a checkpoint
-and exits with status 130. ``rlfleet sweep`` exits with status 1 when one of its runs failed.
+``rlfleet: error: ...`` and exits with status 2, and so does a fault that stops a training run
+(`RunFailure`: an exception in an env's step or reset, with its traceback in the run's
+``error.log``; NaN or Inf in a loss or the parameters; a dead sampler worker); Ctrl-C during
+training writes a checkpoint and exits with status 130. ``rlfleet sweep`` exits with status 1
+when one of its runs failed.
 """
 
 from __future__ import annotations
