@@ -25,7 +25,7 @@ from collections.abc import Callable
 import gymnasium as gym
 import torch
 
-from rlfleet.agents import CategoricalPgAgent
+from rlfleet.agents.pg import CategoricalPgAgent
 from rlfleet.envs.make import EnvConfig, make_env, make_gym_env
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import ConfigError

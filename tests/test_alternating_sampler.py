@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import QUIET, assert_sampler_state_round_trip, buffer_leaves
-from rlfleet.agents import CategoricalPgAgent
+from rlfleet.agents.pg import CategoricalPgAgent
 from rlfleet.agents.base import AgentStep
 from rlfleet.config.loader import resolve, validate
 from rlfleet.envs.make import EnvConfig, make_env

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlfleet.agents import CategoricalPgAgent
+from conftest import QUIET, best_eval
+from rlfleet.agents.pg import CategoricalPgAgent
 from rlfleet.envs.envpool_envs import BOX2D_IDS, CLASSIC_CONTROL_IDS, MUJOCO_IDS, envpool_task
 from rlfleet.envs.make import EnvConfig
 from rlfleet.errors import ConfigError
 from rlfleet.experiment import train
 from rlfleet.models import CategoricalActorCriticModel
 from rlfleet.samplers.sampler import Sampler
-from test_learning import best_eval
-from test_resume_determinism import QUIET
 
 pytest.importorskip("envpool")
 from rlfleet.samplers.envpool_stepper import EnvpoolStepper  # noqa: E402 - needs envpool

@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from cli_helpers import TESTS_DIR, rlfleet
+from conftest import QUIET
 from rlfleet.algos.optimizer import FlatOptimizer
+from rlfleet.build import build_experiment
+from rlfleet.config.loader import resolve, validate
 from rlfleet.errors import EnvError, NonFiniteError, RlfleetError, SamplerWorkerDied
-from rlfleet.runners.minibatch_rl import MinibatchRl
 
-QUIET = ["logger.tensorboard=false", "logger.console=false"]
 # PPO with one update per 32-step iteration (T=16, B=2), no evaluation.
 TINY = [
     "sampler.batch_T=16",
@@ -122,7 +123,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(t).all() for t in state["agent"]["model"].values())
 
 
-def _optimizer(lr: float, name: str | None = None) -> tuple[nn.Module, FlatOptimizer]:
+def _optimizer(lr: float, name: str = "loss") -> tuple[nn.Module, FlatOptimizer]:
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
     return model, FlatOptimizer(model.parameters(), "adam", lr=lr, max_grad_norm=0.5, name=name)
@@ -135,7 +136,7 @@ def test_flat_optimizer_checks_the_loss_and_the_parameters():
     with pytest.raises(NonFiniteError) as caught:
         opt.step(model(x).mean() * float("nan"))
     err = caught.value
-    assert not err.in_parameters and math.isnan(err.loss) and err.optimizer is opt
+    assert not err.in_parameters and math.isnan(err.loss)
     assert str(err) == "non-finite loss (nan)"
 
     model, opt = _optimizer(1e-3, name="critic_loss")
@@ -147,12 +148,17 @@ def test_flat_optimizer_checks_the_loss_and_the_parameters():
     assert str(err).startswith("non-finite parameters after the critic_loss step (critic_loss ")
 
 
-def test_runner_names_the_loss_after_the_optimizer_attribute():
-    algo = SimpleNamespace(critic_optimizer=object(), actor_optimizer=object(), optimizer=object())
-    runner = SimpleNamespace(algo=algo)
-    assert MinibatchRl._loss_name(runner, algo.critic_optimizer) == "critic_loss"  # the progress.csv column
-    assert MinibatchRl._loss_name(runner, algo.actor_optimizer) == "actor_loss"
-    assert MinibatchRl._loss_name(runner, algo.optimizer) == "loss"
+@pytest.mark.parametrize("algorithm", ["sac", "ddpg", "fqf", "dqn", "ppo"])
+def test_every_optimizer_names_a_logged_loss(algorithm):
+    """Each optimizer's name is a progress.csv column its algorithm logs."""
+    env = "Pendulum-v1" if algorithm in ("sac", "ddpg") else "CartPole-v1"
+    exp = build_experiment(validate(resolve(algorithm, env, ["runner.eval_interval_steps=0", *QUIET])))
+    try:
+        names = {o.name for o in exp.algo.optimizers()}
+    finally:
+        exp.close()
+    expected = {"sac": {"critic_loss", "actor_loss", "alpha_loss"}, "ddpg": {"critic_loss", "actor_loss"}}
+    assert names == expected.get(algorithm, {"fqf": {"loss", "fraction_loss"}}.get(algorithm, {"loss"}))
 
 
 def test_fault_errors_are_one_line_rlfleet_errors_and_pickle():

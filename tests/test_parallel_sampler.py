@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from rlfleet.agents import CategoricalPgAgent
+from conftest import assert_sampler_state_round_trip, buffer_leaves
+from rlfleet.agents.pg import CategoricalPgAgent
 from rlfleet.envs.make import EnvConfig, make_env
 from rlfleet.models import CategoricalActorCriticModel
 from rlfleet.samplers.parallel import ParallelStepper, ParallelWorkerError
 from rlfleet.samplers.sampler import Sampler
 from rlfleet.samplers.steppers import SerialStepper
-from rlfleet.utils.buffers import map_buffer
 
 N_ENVS, BATCH_T = 5, 24
 # Short time limit: batches hold both terminations and truncations.
 CARTPOLE = functools.partial(make_env, EnvConfig(id="CartPole-v1", max_episode_steps=12))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sampler(stepper) -> Sampler:
@@ -31,24 +32,9 @@ def _sampler(stepper) -> Sampler:
     return sampler
 
 
-def _leaves(buffer) -> list[np.ndarray]:
-    leaves = []
-    map_buffer(leaves.append, buffer)
-    return leaves
-
-
 def _assert_batches_equal(a, b) -> None:
-    for x, y in zip(_leaves(a.samples) + _leaves(a.last), _leaves(b.samples) + _leaves(b.last)):
+    for x, y in zip(buffer_leaves(a.samples) + buffer_leaves(a.last), buffer_leaves(b.samples) + buffer_leaves(b.last)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny forward passes: extra intra-op threads only add overhead (a lot on a busy machine)."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +68,7 @@ def test_parallel_matches_serial(parallel_stepper):
 
 def test_state_dict_round_trip(parallel_stepper):
     sampler = _sampler(parallel_stepper)
-    sampler.obtain_samples()
-    state, agent_state = sampler.state_dict(), sampler.agent.state_dict()
-    first = sampler.obtain_samples()
-    first_samples, first_trajs = map_buffer(np.copy, first.samples), first.traj_infos
-    assert sampler.load_state_dict(state) is True
-    sampler.agent.load_state_dict(agent_state)
-    second = sampler.obtain_samples()
-    for x, y in zip(_leaves(first_samples), _leaves(second.samples)):
-        np.testing.assert_array_equal(x, y)
-    assert second.traj_infos == first_trajs
+    state = assert_sampler_state_round_trip(sampler)
 
     state["stepper"]["slices"] = [(0, 5)]
     with pytest.raises(ValueError, match="slices"):

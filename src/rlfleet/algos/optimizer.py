@@ -35,9 +35,8 @@ class FlatOptimizer:
         max_grad_norm: clip the global gradient norm to this (0 disables).
         betas: Adam's moment decay rates.
         rmsprop_alpha: RMSprop smoothing constant.
-        name: the loss's progress.csv column (``critic_loss``), for the error below; None: the
-            runner names it after the algorithm's attribute holding this optimizer
-            (``critic_optimizer`` -> ``critic_loss``, ``optimizer`` -> ``loss``).
+        name: the progress.csv column of the loss it minimises (``critic_loss``), named by the
+            error a non-finite loss or parameter raises.
 
     ``step(loss)`` zeroes the gradients, backpropagates ``loss``, applies ``grad_hook``, clips,
     updates, and returns the gradient norm before clipping (a 0-dim tensor). It then checks the
@@ -60,7 +59,7 @@ class FlatOptimizer:
         max_grad_norm: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         rmsprop_alpha: float = 0.99,
-        name: str | None = None,
+        name: str = "loss",
     ):
         if kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -118,7 +117,6 @@ class FlatOptimizer:
         """The error for a step whose loss or updated parameters hold a NaN or Inf."""
         value = float(loss.detach())
         err = NonFiniteError(self.name, value, float(grad_norm), in_parameters=math.isfinite(value))
-        err.optimizer = self  # for the runner to name the loss; it drops the reference
         return err
 
     def _adam(self, g: torch.Tensor) -> None:

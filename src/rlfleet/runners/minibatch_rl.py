@@ -342,9 +342,6 @@ class MinibatchRl:
         details: list[str] = []
         if isinstance(err, NonFiniteError):
             self._non_finite = True
-            optimizer = err.__dict__.pop("optimizer", None)  # not pickled along (data-parallel replicas)
-            if err.loss_name is None:
-                err.loss_name = self._loss_name(optimizer)
             err.at = f"at update {self.algo.updates + 1}, {self.cum_steps} env steps"
             details.append(self._last_checkpoint("the last checkpoint before it is kept"))
         elif isinstance(err, SamplerWorkerDied):
@@ -352,14 +349,6 @@ class MinibatchRl:
             if self._last_checkpoint(""):
                 details.append(self._last_checkpoint("the last one is kept"))
         err.details = [*getattr(err, "details", ()), *details]
-
-    def _loss_name(self, optimizer: Any) -> str:
-        """The progress.csv column of the loss ``optimizer`` (a `FlatOptimizer` of the
-        algorithm) minimises: ``critic_optimizer`` -> ``critic_loss``, ``optimizer`` -> ``loss``."""
-        for attr, value in vars(self.algo).items():
-            if value is optimizer and attr.endswith("optimizer"):
-                return attr.removesuffix("optimizer") + "loss"
-        return "loss"
 
     def _last_checkpoint(self, text: str) -> str:
         """``text (path)`` for the newest checkpoint; ``no checkpoint was written before it``

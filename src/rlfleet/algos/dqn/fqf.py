@@ -26,7 +26,12 @@ class FQF(IQN):
         c, model = self.config, agent.model
         self.optimizer = FlatOptimizer(model.quantile_net.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)
         self.fraction_optimizer = FlatOptimizer(
-            model.fraction_net.parameters(), "rmsprop", c.fraction_lr, eps=1e-5, rmsprop_alpha=0.95
+            model.fraction_net.parameters(),
+            "rmsprop",
+            c.fraction_lr,
+            eps=1e-5,
+            rmsprop_alpha=0.95,
+            name="fraction_loss",
         )
 
     def optimizers(self) -> list[FlatOptimizer]:

@@ -28,10 +28,10 @@ class DDPG(OffPolicyAlgorithm):
     def build_optimizers(self, agent) -> None:
         c, model = self.config, agent.model
         self.actor_optimizer = FlatOptimizer(
-            model.actor.parameters(), "adam", c.actor_lr, c.optimizer_eps, c.max_grad_norm
+            model.actor.parameters(), "adam", c.actor_lr, c.optimizer_eps, c.max_grad_norm, name="actor_loss"
         )
         self.critic_optimizer = FlatOptimizer(
-            model.critic.parameters(), "adam", c.critic_lr, c.optimizer_eps, c.max_grad_norm
+            model.critic.parameters(), "adam", c.critic_lr, c.optimizer_eps, c.max_grad_norm, name="critic_loss"
         )
         self.optimizer = self.critic_optimizer  # checkpointed by the base class
 
