@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ class DeterministicActorCriticModel(nn.Module):
         action_space: Box,
         hidden_sizes: HiddenSizes = (256, 256),
         activation: Activation = "relu",
-        critic_action_layer: int = 0,
+        critic_action_layer: Literal[0, 1] = 0,
         twin_critic: bool = False,
         output_init: float = 0.0,
     ):

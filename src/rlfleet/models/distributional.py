@@ -9,12 +9,12 @@ same as for `QModel`. Supports, quantile fractions and losses belong to the algo
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, HiddenSizes
+from rlfleet.config.rules import Activation, Count, HiddenSizes, Range
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.encoder import observation_leading_dims
 from rlfleet.models.q import ActionValueModel
@@ -41,7 +41,7 @@ class CategoricalQModel(ActionValueModel):
         activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
-        n_atoms: int = 51,
+        n_atoms: Annotated[int, Range(ge=2)] = 51,
     ):
         super().__init__(observation_space, action_space, hidden_sizes, activation, dueling, noisy, n_atoms)
         self.n_atoms = n_atoms
@@ -69,7 +69,7 @@ class QuantileQModel(ActionValueModel):
         activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
-        n_quantiles: int = 200,
+        n_quantiles: Count = 200,
     ):
         super().__init__(observation_space, action_space, hidden_sizes, activation, dueling, noisy, n_quantiles)
         self.n_quantiles = n_quantiles
@@ -100,7 +100,7 @@ class ImplicitQuantileModel(ActionValueModel):
         activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
-        embedding_dim: int = 64,
+        embedding_dim: Count = 64,
     ):
         super().__init__(observation_space, action_space, hidden_sizes, activation, dueling, noisy, 1)
         self.embedding_dim = embedding_dim

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, HiddenSizes
+from rlfleet.config.rules import Activation, Count, HiddenSizes
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.distributional import FractionProposal, ImplicitQuantileModel
 from rlfleet.models.encoder import observation_leading_dims
@@ -36,8 +36,8 @@ class FqfModel(nn.Module):
         activation: Activation = "relu",
         dueling: bool = False,
         noisy: bool = False,
-        embedding_dim: int = 64,
-        n_fractions: int = 32,
+        embedding_dim: Count = 64,
+        n_fractions: Count = 32,
     ):
         super().__init__()
         self.observation_space = observation_space
