@@ -268,5 +268,5 @@ def test_ctrl_c_writes_checkpoint_and_closes_the_sampler(tmp_path):
 
 
 def test_on_policy_algorithm_rejected(tmp_path):
-    with pytest.raises(ConfigError, match=r"runner.kind=async does not run ppo \(on-policy\)"):
+    with pytest.raises(ConfigError, match=r"runner.kind=async runs off-policy algorithms .*; ppo is on-policy"):
         train("ppo", "CartPole-v1", ["runner.kind=async", *QUIET], root=tmp_path)

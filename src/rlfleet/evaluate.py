@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from rlfleet.build import build_experiment, probe_spaces
 from rlfleet.checkpoint import Checkpointer, check_checkpoint, load_checkpoint
 from rlfleet.config.loader import load_yaml, validate
 from rlfleet.envs.make import make_env
-from rlfleet.build import build_experiment, probe_spaces
 from rlfleet.samplers.evaluation import evaluate_agent
 
 

@@ -27,6 +27,7 @@ from rlfleet.utils.imports import import_object, looks_like_import_path
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 SECTIONS: dict[str, type] = {"env": EnvConfig, "sampler": SamplerConfig, "runner": RunnerConfig, "logger": LoggerConfig}
 MODEL_SPACE_ARGS = ("observation_space", "action_space")
+SPACE_NAMES = {"discrete": "Discrete", "box": "Box"}
 # Replay keys that lived under ``algo:`` before the replay became its own section.
 MOVED_TO_REPLAY = {
     "replay_size": "replay.size",
@@ -225,10 +226,12 @@ def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any
     known); the algorithm's own cross-field rules last."""
     kind = config.runner.kind
     if kind not in spec.runner_kinds:
-        others = [s.name for s in algorithms().values() if kind in s.runner_kinds]
+        others = [s for s in algorithms().values() if kind in s.runner_kinds]
+        policies = {s.policy for s in others}
+        which = f"{policies.pop()}-policy algorithms" if len(policies) == 1 else "the algorithms"
         raise ConfigError(
-            f"runner.kind={kind} does not run {spec.name} ({spec.policy}-policy); {spec.name} runs with "
-            f"runner.kind {' or '.join(spec.runner_kinds)}; algorithms for {kind}: {', '.join(others)}"
+            f"runner.kind={kind} runs {which} ({', '.join(s.name for s in others)}); {spec.name} is "
+            f"{spec.policy}-policy: use runner.kind {' or '.join(spec.runner_kinds)}"
         )
     if config.sampler.kind not in spec.sampler_kinds:
         raise ConfigError(
@@ -238,9 +241,10 @@ def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any
     if env_spaces is not None and env_spaces.action_kind not in spec.action_spaces:
         others = [s.name for s in algorithms().values() if env_spaces.action_kind in s.action_spaces]
         hint = f"; algorithms that can: {', '.join(others)}" if others else ""
+        needs = " or ".join(SPACE_NAMES[kind] for kind in spec.action_spaces)
         raise ConfigError(
             f"{spec.name} cannot act in {config.env.id}: its action space is "
-            f"{type(env_spaces.action).__name__}, {spec.name} needs {' or '.join(spec.action_spaces)}{hint}"
+            f"{type(env_spaces.action).__name__}, {spec.name} needs {needs}{hint}"
         )
     if spec.check is not None:
         spec.check(config)

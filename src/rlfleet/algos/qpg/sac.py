@@ -59,15 +59,17 @@ class SAC(OffPolicyAlgorithm):
     def build_optimizers(self, agent) -> None:
         c, model = self.config, agent.model
         self.critic_optimizer = FlatOptimizer(
-            model.critic.parameters(), "adam", c.critic_lr, c.optimizer_eps, c.max_grad_norm
+            model.critic.parameters(), "adam", c.critic_lr, c.optimizer_eps, c.max_grad_norm, name="critic_loss"
         )
         self.optimizer = self.critic_optimizer  # checkpointed by the base class
         self.actor_optimizer = FlatOptimizer(
-            model.actor.parameters(), "adam", c.actor_lr, c.optimizer_eps, c.max_grad_norm
+            model.actor.parameters(), "adam", c.actor_lr, c.optimizer_eps, c.max_grad_norm, name="actor_loss"
         )
         self.log_alpha = nn.Parameter(torch.tensor(math.log(c.alpha), device=agent.device), requires_grad=c.auto_alpha)
         self.alpha_optimizer = (
-            FlatOptimizer([self.log_alpha], "adam", c.alpha_lr, c.optimizer_eps) if c.auto_alpha else None
+            FlatOptimizer([self.log_alpha], "adam", c.alpha_lr, c.optimizer_eps, name="alpha_loss")
+            if c.auto_alpha
+            else None
         )
         self.target_entropy = (
             c.target_entropy if c.target_entropy is not None else self.default_target_entropy(agent.env_spaces)
