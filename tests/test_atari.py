@@ -1,19 +1,17 @@
 """PPO on Atari through the CLI: the Atari preset with the parallel sampler, then eval --video."""
 
 import subprocess
-import sys
 
 import pytest
 import torch
+
+from cli_helpers import rlfleet_cmd
 
 pytest.importorskip("ale_py")
 
 
 def test_ppo_pong_parallel_sampler_and_video(tmp_path):
-    run = [
-        sys.executable,
-        "-m",
-        "rlfleet",
+    run = rlfleet_cmd(
         "train",
         "ppo",
         "-e",
@@ -26,7 +24,7 @@ def test_ppo_pong_parallel_sampler_and_video(tmp_path):
         "sampler.batch_T=64",
         "runner.eval_interval_steps=0",
         "logger.console=false",
-    ]
+    )
     out = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "runs" / "ALE-Pong-v5" / "ppo" / "t" / "seed0"
@@ -37,7 +35,7 @@ def test_ppo_pong_parallel_sampler_and_video(tmp_path):
     assert state["agent"]["model"]["pi_encoder.cnn.conv.0.weight"].shape == (32, 4, 8, 8)  # Nature-CNN on 4 frames
 
     out = subprocess.run(
-        [sys.executable, "-m", "rlfleet", "eval", str(run_dir), "--episodes", "1", "--video"],
+        rlfleet_cmd("eval", str(run_dir), "--episodes", "1", "--video"),
         cwd=tmp_path,
         capture_output=True,
         text=True,

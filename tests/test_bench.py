@@ -3,12 +3,12 @@
 import dataclasses
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_helpers import rlfleet_cmd
 from rlfleet.bench import RESULT_FILE, BenchEntry, Suite, _median_or_none, load_suite, run_one, run_suite
 from rlfleet.errors import ConfigError
 from rlfleet.experiment import run_path
@@ -61,10 +61,7 @@ def test_bench_cli_writes_report_and_plots(tmp_path):
     }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(suite))
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlfleet",
+        rlfleet_cmd(
             "bench",
             str(tmp_path / "tiny.yaml"),
             "--workers",
@@ -73,7 +70,7 @@ def test_bench_cli_writes_report_and_plots(tmp_path):
             "runs",
             "--out-dir",
             "report",
-        ],
+        ),
         cwd=tmp_path,
         capture_output=True,
         text=True,

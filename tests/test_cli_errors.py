@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import rlfleet
+from conftest import QUIET
 
-QUIET = ["logger.tensorboard=false", "logger.console=false"]
 RUN_NAME = "existing"
 RUN_REL = Path("runs", "CartPole-v1", "ppo", RUN_NAME, "seed0")
 

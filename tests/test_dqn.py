@@ -1,10 +1,10 @@
 """DQN targets by hand, and the DQN options (dueling, n-step, soft targets, MSE) end to end."""
 
-import csv
 import math
 
 import torch
 
+from conftest import read_progress
 from rlfleet.agents.base import AgentInputs
 from rlfleet.algos.dqn.dqn import DQN, DQNConfig
 from rlfleet.experiment import train
@@ -81,7 +81,6 @@ def test_dqn_options_train(tmp_path):
     # soft updates: the target lags behind the online net instead of copying it
     online, target = keys["advantage.net.2.weight"], state["agent"]["target_model"]["advantage.net.2.weight"]
     assert not torch.equal(online, target)
-    with open(run_dir / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_progress(run_dir)
     assert math.isfinite(float(rows[-1]["loss"])) and float(rows[-1]["CumUpdates"]) > 0
     assert 0.04 < float(rows[-1]["epsilon"]) < 1.0

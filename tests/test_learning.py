@@ -5,19 +5,10 @@ over 10 evaluation episodes, so a deterministic evaluation average >= 475 means 
 learned. Seeds are fixed, so these results are reproducible on a given machine.
 """
 
-import csv
-
 import pytest
 
+from conftest import QUIET, best_eval
 from rlfleet.experiment import train
-
-QUIET = ["logger.console=false", "logger.tensorboard=false"]
-
-
-def best_eval(run_dir, budget):
-    with open(run_dir / "progress.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("EvalReturnAverage")]
-    return max(float(r["EvalReturnAverage"]) for r in rows if int(r["CumSteps"]) <= budget)
 
 
 @pytest.mark.slow

@@ -1,9 +1,8 @@
 """Run-directory logging: progress.csv columns, TensorBoard scalars, W&B offline."""
 
-import csv
-
 import pytest
 
+from conftest import read_progress
 from rlfleet.experiment import train
 from rlfleet.logging.progress import ProgressLogger
 
@@ -12,8 +11,7 @@ SHORT = ["runner.n_steps=2048", "runner.log_interval_steps=1024", "logger.consol
 
 def test_progress_csv_has_rlpyt_columns_and_tensorboard_scalars(tmp_path):
     run_dir, _ = train("ppo", "CartPole-v1", SHORT, seed=0, name="l", root=tmp_path)
-    with open(run_dir / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_progress(run_dir)
     header = set(rows[0])
     for column in (
         "Iteration",
@@ -52,12 +50,10 @@ def test_new_columns_widen_the_header(tmp_path):
     logger = ProgressLogger(tmp_path, tensorboard=False)
     logger.log({"CumSteps": 1, "a": 1.0}, 1)
     logger.log({"CumSteps": 2, "a": 2.0, "b": 3.0}, 2)
-    with open(tmp_path / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_progress(tmp_path)
     assert rows == [{"CumSteps": "1", "a": "1.0", "b": ""}, {"CumSteps": "2", "a": "2.0", "b": "3.0"}]
     logger.truncate_after(1)
-    with open(tmp_path / "progress.csv", newline="") as f:
-        assert [r["CumSteps"] for r in csv.DictReader(f)] == ["1"]
+    assert [r["CumSteps"] for r in read_progress(tmp_path)] == ["1"]
 
 
 def test_wandb_offline(tmp_path, monkeypatch):

@@ -10,14 +10,14 @@ import importlib.util
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from cli_helpers import TESTS_DIR, rlfleet
+from cli_helpers import cli_env, rlfleet, rlfleet_cmd
+from conftest import QUIET
 from rlfleet.errors import ConfigError
 from rlfleet.sweep import (
     RunResult,
@@ -32,7 +32,6 @@ from rlfleet.sweep import (
     split_values,
 )
 from test_cli_errors import check_one_line_error
-from test_resume_determinism import QUIET
 
 # PPO on CartPole with a tiny budget: 2048 steps of 256-step batches, evaluated at the start
 # and at the end on 2 episodes.
@@ -61,14 +60,13 @@ def table_rows(stdout: str, status: str) -> list[str]:
 def start_sweep(cwd: Path, *args: str) -> subprocess.Popen:
     """The sweep CLI, started with SIGINT ignored as a shell script's background job is: it must
     still stop its runs with a checkpoint on Ctrl-C."""
-    pythonpath = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen(
-        [sys.executable, "-m", "rlfleet", "sweep", *args],
+        rlfleet_cmd("sweep", *args),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+        env=cli_env(),
         preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN),
     )
 
