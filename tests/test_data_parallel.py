@@ -11,23 +11,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cli_helpers import interrupt_after_rows, rlfleet_cmd
+from conftest import (
+    PPO_ARGS,
+    QUIET,
+    assert_exact_resume,
+    assert_identical,
+    latest_state,
+    learning_columns,
+    read_progress,
+)
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.checkpoint import Checkpointer, load_checkpoint
 from rlfleet.errors import ConfigError
 from rlfleet.experiment import train
 from rlfleet.runners.data_parallel import average_over_replicas, weights_digest
 from rlfleet.runners.replicas import Replica, ReplicaError, launch
-from test_resume_determinism import (
-    PPO_ARGS,
-    QUIET,
-    assert_exact_resume,
-    assert_identical,
-    interrupt_after_rows,
-    latest_state,
-    learning_columns,
-    read_progress,
-    rlfleet_cmd,
-)
 
 DP = ["runner.kind=data_parallel", "runner.n_replicas=2"]
 
