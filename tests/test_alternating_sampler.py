@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import QUIET, assert_sampler_state_round_trip, buffer_leaves
-from rlfleet.agents.pg import CategoricalPgAgent
 from rlfleet.agents.base import AgentStep
+from rlfleet.agents.pg import CategoricalPgAgent
 from rlfleet.config.loader import resolve, validate
 from rlfleet.envs.make import EnvConfig, make_env
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer

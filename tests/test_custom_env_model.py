@@ -12,10 +12,10 @@ import yaml
 from cli_helpers import rlfleet
 from conftest import QUIET, latest_state, read_progress
 from custom_components import CorridorEnv, TinyModel
+from rlfleet.build import build_experiment
 from rlfleet.config.loader import load_yaml, validate
 from rlfleet.envs.gym_env import GymEnv
 from rlfleet.evaluate import evaluate_run
-from rlfleet.build import build_experiment
 from rlfleet.experiment import train
 
 ENV = "custom_components:CorridorEnv"

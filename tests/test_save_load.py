@@ -12,8 +12,8 @@ import torch
 
 from cli_helpers import rlfleet_cmd
 from conftest import QUIET, latest_state
-from rlfleet.config.loader import load_yaml, save_config, validate
 from rlfleet.build import Experiment, build_experiment, probe_spaces
+from rlfleet.config.loader import load_yaml, save_config, validate
 from rlfleet.experiment import prepare_new_run
 from rlfleet.utils.buffers import buffer_from_example
 
