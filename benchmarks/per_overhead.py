@@ -22,7 +22,8 @@ from rlfleet.experiment import train
 torch.set_num_threads(1)
 env, steps, prioritized, root = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
 overrides = [f"runner.n_steps={steps}", "runner.eval_interval_steps=0", "runner.torch_threads=1",
-             "logger.console=false", "logger.tensorboard=false", f"replay.kind={'prioritized' if prioritized else 'uniform'}"]
+             "logger.console=false", "logger.tensorboard=false",
+             f"replay.kind={'prioritized' if prioritized else 'uniform'}"]
 _, row = train("dqn", env, overrides, seed=0, name="per" if prioritized else "uniform", root=root)
 print(json.dumps({"train_time": row["CumTime"], "updates": row["CumUpdates"]}))
 """

@@ -7,8 +7,8 @@ when a change is meant to move the numbers, and say so in the commit:
     python tests/determinism_snapshot.py --write
 
 Each case trains a tiny run through the public ``train`` API (sampler, replay, algorithm and
-runner all take part) and records every logged column but the timings (losses, diagnostics, returns, evaluations), and the
-sum and absolute sum of the trained agent's parameters.
+runner all take part) and records every logged column but the timings (losses, diagnostics,
+returns, evaluations), and the sum and absolute sum of the trained agent's parameters.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def test_failing_replica_stops_every_replica(tmp_path):
         ("dqn", [], "on-policy algorithms"),
         ("ppo", ["algo.target_kl=0.01"], "algo.target_kl"),
         ("ppo", ["runner.dist_backend=nccl"], "needs a CUDA runner.device"),
-        ("ppo", ["runner.n_replicas=0"], "at least 1"),
+        ("ppo", ["runner.n_replicas=0"], "must be >= 1"),
     ],
 )
 def test_unsupported_configs_are_one_config_error(tmp_path, algo, args, message):

@@ -17,6 +17,7 @@ from rlfleet.utils.namedarraytuple import namedarraytuple
 
 AgentInfo = namedarraytuple("AgentInfo", ["mu"])
 
+
 class DdpgAgent(Agent):
     """Acts with ``a = clip(mu(s) + noise, -1, 1)`` while sampling and ``mu(s)`` in evaluation;
     holds ``target_model`` (actor and critic) for bootstrapping.
