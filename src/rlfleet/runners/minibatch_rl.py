@@ -402,11 +402,12 @@ class MinibatchRlEval(MinibatchRl):
 
     Args:
         evaluator: the `Evaluator` (``evaluator(agent) -> list of trajectory dicts``; its
-            ``count`` of evaluations so far is checkpointed, as it seeds the next one).
+            ``count`` of evaluations so far is checkpointed, as it seeds the next one); None on
+            data-parallel ranks above 0, which do not evaluate.
         eval_interval_steps: env steps between evaluations.
     """
 
-    def __init__(self, *args, evaluator: Evaluator, eval_interval_steps: int, **kwargs):
+    def __init__(self, *args, evaluator: Evaluator | None, eval_interval_steps: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.evaluator = evaluator
         self.eval_interval_steps = eval_interval_steps
@@ -426,8 +427,9 @@ class MinibatchRlEval(MinibatchRl):
         return row
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "evaluations": self.evaluator.count}
+        return {**super().state_dict(), "evaluations": self.evaluator.count if self.evaluator is not None else 0}
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:
-        self.evaluator.count = state.get("evaluations", 0)
+        if self.evaluator is not None:
+            self.evaluator.count = state.get("evaluations", 0)
         return super().load_state_dict(state)

@@ -41,17 +41,21 @@ class A2CConfig:
     rmsprop_alpha: Annotated[float, Range(ge=0, lt=1)] = 0.99
 
 
+# The policy-gradient family's agents and default models, by action-space kind (PPO shares them).
+PG_AGENTS = {"discrete": "rlfleet.agents.pg:CategoricalPgAgent", "box": "rlfleet.agents.pg:GaussianPgAgent"}
+PG_MODELS = {
+    "discrete": "rlfleet.models.pg:CategoricalActorCriticModel",
+    "box": "rlfleet.models.pg:GaussianActorCriticModel",
+}
+
 SPEC = AlgoSpec(
     name="a2c",
     description="Advantage actor-critic (synchronous), discrete or continuous actions",
     config=A2CConfig,
     algorithm="rlfleet.algos.pg.a2c:A2C",
     agent_config=PgAgentConfig,
-    agent={"discrete": "rlfleet.agents.pg:CategoricalPgAgent", "box": "rlfleet.agents.pg:GaussianPgAgent"},
-    default_model={
-        "discrete": "rlfleet.models.pg:CategoricalActorCriticModel",
-        "box": "rlfleet.models.pg:GaussianActorCriticModel",
-    },
+    agent=PG_AGENTS,
+    default_model=PG_MODELS,
     action_spaces=("discrete", "box"),
     policy="on",
     runner_kinds=ON_POLICY_RUNNERS,

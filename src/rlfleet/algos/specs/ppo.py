@@ -7,6 +7,7 @@ from typing import Any
 
 from rlfleet.agents.config import PgAgentConfig
 from rlfleet.algos.spec import ON_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.specs.a2c import PG_AGENTS, PG_MODELS
 from rlfleet.config.rules import Count, NonNegative, Positive, Probability
 from rlfleet.errors import ConfigError
 
@@ -66,11 +67,8 @@ SPEC = AlgoSpec(
     config=PPOConfig,
     algorithm="rlfleet.algos.pg.ppo:PPO",
     agent_config=PgAgentConfig,
-    agent={"discrete": "rlfleet.agents.pg:CategoricalPgAgent", "box": "rlfleet.agents.pg:GaussianPgAgent"},
-    default_model={
-        "discrete": "rlfleet.models.pg:CategoricalActorCriticModel",
-        "box": "rlfleet.models.pg:GaussianActorCriticModel",
-    },
+    agent=PG_AGENTS,
+    default_model=PG_MODELS,
     action_spaces=("discrete", "box"),
     policy="on",
     runner_kinds=ON_POLICY_RUNNERS,
