@@ -19,9 +19,14 @@ from rlfleet.errors import RlfleetError
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlfleet", description="Deep reinforcement learning in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"rlfleet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train an agent: rlfleet train ALGO -e ENV [key=value ...]")
+    train = sub.add_parser(
+        "train",
+        help="train an agent: rlfleet train ALGO -e ENV [key=value ...]",
+        epilog="every config key with its value, type, default and doc: rlfleet config ALGO -e ENV [key=value ...]",
+    )
     train.add_argument("algorithm", nargs="?", help="algorithm name (see `rlfleet list`)")
     train.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. algo.lr=3e-4 sampler.batch_B=16")
     train.add_argument(
@@ -32,12 +37,31 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default=None, help="YAML config file (e.g. a run's config.yaml)")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     train.add_argument("--runs-dir", default="runs", help="root of run directories (default: runs)")
+    _add_short_forms(train)
+
+    config = sub.add_parser(
+        "config",
+        help="the resolved config, each key with its type, default and doc: rlfleet config ALGO -e ENV [key=value ...]",
+    )
+    config.add_argument("algorithm", nargs="?", help="algorithm name (see `rlfleet list`)")
+    config.add_argument("overrides", nargs="*", help="dotted config overrides, as for rlfleet train")
+    config.add_argument("-e", "--env", help="env id, as for rlfleet train")
+    config.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    config.add_argument("--config", default=None, help="YAML config file (e.g. a run's config.yaml)")
+    _add_short_forms(config)
 
     ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--video", action="store_true", help="record the first episode to RUN_DIR/videos/")
     ev.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the latest)")
+    ev.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the episodes' env resets: the first episode's reset takes S (the video episode, with --video),"
+        " the rest continue from S+1; the same S and checkpoint give the same episodes (default 12345)",
+    )
 
     sub.add_parser("list", help="list algorithms, presets and env suites")
 
@@ -82,6 +106,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from rlfleet import __version__
+
+    return __version__
+
+
+def _add_short_forms(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", default=None, metavar="N", help="short for runner.n_steps=N (2e4 works too)")
+    parser.add_argument("--device", default=None, metavar="D", help="short for runner.device=D (cpu, cuda, cuda:1)")
+
+
+def _with_short_forms(args: argparse.Namespace, overrides: list[str]) -> list[str]:
+    """``overrides`` with ``--steps`` and ``--device`` as the overrides they stand for (last,
+    so they win over the same key given as key=value)."""
+    if args.steps is not None:
+        overrides = [*overrides, f"runner.n_steps={args.steps}"]
+    if args.device is not None:
+        overrides = [*overrides, f"runner.device={args.device}"]
+    return overrides
+
+
 def _check_config_early(args: argparse.Namespace, algorithm: str | None, overrides: list[str]) -> None:
     """Keys, types and values checked before torch is imported, so that a typo answers at once
     (`rlfleet.experiment.train` checks everything again, with the env's spaces)."""
@@ -101,6 +146,7 @@ def _train(args: argparse.Namespace) -> int:
     if algorithm and "=" in algorithm:  # `rlfleet train --resume DIR key=value`
         overrides.insert(0, algorithm)
         algorithm = None
+    overrides = _with_short_forms(args, overrides)
     if args.resume:
         if not Path(args.resume, "config.yaml").is_file():
             raise RlfleetError(f"{args.resume} is not a run directory (no config.yaml)")
@@ -131,6 +177,42 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from rlfleet.config.describe import describe_config
+    from rlfleet.config.loader import MODEL_SPACE_ARGS, check_override_keys, resolve, validate
+
+    overrides = list(args.overrides)
+    algorithm = args.algorithm
+    if algorithm and "=" in algorithm:  # `rlfleet config --config FILE key=value`
+        overrides.insert(0, algorithm)
+        algorithm = None
+    overrides = _with_short_forms(args, overrides)
+    if algorithm and not args.config:
+        check_override_keys(algorithm, overrides)
+    data = resolve(algorithm, args.env, overrides, args.config, args.seed)
+    config = validate(data)  # torch-free: a bad key or value answers here
+    from rlfleet.algos.registry import get_algorithm
+    from rlfleet.envs.make import make_env
+
+    env = make_env(config.env)  # the env's spaces pick the default model and check model.*
+    try:
+        spaces = env.spaces
+    finally:
+        env.close()
+    config = validate(data, spaces)
+    spec = get_algorithm(config.algorithm)
+    target = config.model.get("_target_")
+    if target:
+        from rlfleet.utils.imports import import_object
+
+        model_class = import_object(str(target), what="model")
+    else:
+        model_class = spec.default_model_class(spaces.action_kind)
+    command = " ".join(["rlfleet config", *(a for a in (algorithm, f"-e {args.env}" if args.env else "") if a)])
+    print(describe_config(config, spec, model_class, MODEL_SPACE_ARGS, title=f"{command} (resolved, validated)"))
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from rlfleet.sweep import SweepSpec, load_sweep_file, merge_command_line, run_sweep
 
@@ -145,9 +227,12 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        raise RlfleetError(f"--episodes must be at least 1, got {args.episodes}")
     from rlfleet.evaluate import evaluate_run
 
-    result = evaluate_run(args.run_dir, episodes=args.episodes, video=args.video, checkpoint=args.checkpoint)
+    seed = {} if args.seed is None else {"seed": args.seed}
+    result = evaluate_run(args.run_dir, episodes=args.episodes, video=args.video, checkpoint=args.checkpoint, **seed)
     print(
         f"{result['episodes']} episodes at {result['steps']} steps: return {result['mean']:.2f} "
         f"+/- {result['std']:.2f} (min {result['min']:.2f}, max {result['max']:.2f})"
@@ -184,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options (argparse stops collecting positionals there)
     unknown = [a for a in extra if "=" not in a or a.startswith("-")]
-    if unknown or (extra and args.command not in ("train", "sweep")):
+    if unknown or (extra and args.command not in ("train", "sweep", "config")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
@@ -193,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "config":
+            return _config(args)
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "bench":

@@ -199,6 +199,11 @@ class ExperimentConfig:
     replay of an off-policy algorithm (None for on-policy ones); ``model`` holds keyword
     arguments of the default model, or ``_target_`` (an import path) plus the kwargs of a
     custom model.
+
+    Attributes:
+        algorithm: the algorithm's name (see ``rlfleet list``).
+        seed: random seed of the run (envs, networks, replay sampling; the evaluation seeds are
+            drawn from it).
     """
 
     algorithm: str
