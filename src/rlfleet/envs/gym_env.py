@@ -131,15 +131,18 @@ class GymEnv:
             self.env.action_space.seed(seed)
         return self._convert_obs(obs)
 
-    def step(self, action: np.ndarray) -> EnvStep:
+    def to_env_action(self, action: Any) -> Any:
+        """An agent's action as the Gymnasium env takes it: Box actions through `env_action`,
+        MultiDiscrete ones plus the space's ``start``, Discrete ones as ``int`` plus ``start``."""
         if self._box_action:
-            action = self.env_action(action)
-        elif isinstance(self.action_space, MultiDiscrete):
+            return self.env_action(action)
+        if isinstance(self.action_space, MultiDiscrete):
             action = np.asarray(action)
-            if self._multi_start is not None:
-                action = action + self._multi_start
-        else:
-            action = int(action) + self._discrete_start
+            return action + self._multi_start if self._multi_start is not None else action
+        return int(action) + self._discrete_start
+
+    def step(self, action: np.ndarray) -> EnvStep:
+        action = self.to_env_action(action)
         try:
             obs, reward, terminated, truncated, info = self.env.step(action)
         except Exception as err:
