@@ -102,7 +102,9 @@ def evaluate_run(
         if video:
             os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # headless pygame rendering
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-            render_env = make_env(config.env, training=False, render_mode="rgb_array")
+            from rlfleet.envs.render import make_render_env
+
+            render_env = make_render_env(config.env)  # one line when the env cannot render
             trajs += evaluate_agent(exp.agent, [render_env], 1, seed, normalizer, on_frame=frames.append)
             render_env.close()
         if episodes > len(trajs):
