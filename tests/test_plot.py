@@ -12,10 +12,12 @@ from rlfleet.plotting import aggregate_curves, load_run, plot_curves, plot_runs
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_run(path, algorithm, env_id, rows, seed=0):
-    """A hand-made run: ``rows`` are (CumSteps, EvalReturnAverage or None)."""
+def write_run(path, algorithm, env_id, rows, seed=0, extra=""):
+    """A hand-made run: ``rows`` are (CumSteps, EvalReturnAverage or None); ``extra``: more config.yaml lines."""
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(f"algorithm: {algorithm}\nseed: {seed}\nenv:\n  id: {env_id}\n  kwargs: {{}}\n")
+    (path / "config.yaml").write_text(
+        f"algorithm: {algorithm}\nseed: {seed}\nenv:\n  id: {env_id}\n  kwargs: {{}}\n{extra}"
+    )
     lines = ["Iteration,CumSteps,CumTime,EvalReturnAverage,ReturnAverage"]
     for i, (steps, value) in enumerate(rows):
         lines.append(f"{i},{steps},{steps / 1000},{'' if value is None else value},1.0")
@@ -65,6 +67,37 @@ def test_plot_curves_with_anchors(synthetic, tmp_path):
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size[0] > img.size[1]
     assert not [p for p in out.parent.iterdir() if p.name != "p.png"]
+
+
+def test_sweep_points_are_curves_labelled_by_their_values(tmp_path):
+    """Two lr values x two seeds, laid out as `rlfleet sweep` does: two curves of 2 seeds each,
+    labelled with the lr; seeds, logger options and paths/names never split a curve."""
+    sweep = tmp_path / "E-v0" / "ppo" / "s"
+    runs = [
+        write_run(
+            sweep / f"lr={lr}" / f"seed{seed}",
+            "ppo",
+            "E-v0",
+            [(0, base + seed), (100, base + 10 + seed)],
+            seed=seed,
+            extra=f"algo:\n  lr: {lr}\n  gamma: 0.99\nlogger:\n  console: {seed == 0}\nrun_name: r{seed}\n",
+        )
+        for lr, base in ((0.001, 100), (0.0003, 0))
+        for seed in (0, 1)
+    ]
+    curves = aggregate_curves(runs)
+    assert [(c.variant, c.n_seeds) for c in curves] == [("algo.lr=0.0003", 2), ("algo.lr=0.001", 2)]
+    assert [c.legend for c in curves] == ["ppo algo.lr=0.0003 (2 seeds)", "ppo algo.lr=0.001 (2 seeds)"]
+    np.testing.assert_allclose(curves[0].median, [0.5, 10.5])
+    np.testing.assert_allclose(curves[1].low, [100, 110])
+    # Another algorithm keeps its own curve, unlabelled (its runs agree with each other).
+    other = write_run(
+        tmp_path / "E-v0" / "b" / "x" / "seed0", "b", "E-v0", [(0, 1), (100, 5)], extra="algo:\n  lr: 1\n"
+    )
+    legends = [c.legend for c in aggregate_curves([*runs, other])]
+    assert legends == ["b (1 seed)", "ppo algo.lr=0.0003 (2 seeds)", "ppo algo.lr=0.001 (2 seeds)"]
+    out = plot_runs(runs, out=tmp_path / "sweep.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
 
 
 @pytest.fixture(scope="module")

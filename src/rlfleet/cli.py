@@ -11,6 +11,7 @@ when one of its runs failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -264,6 +265,17 @@ def _list() -> int:
     return 0
 
 
+def _cwd_on_path() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` does, so that
+    ``-e corridor:Corridor`` finds ``corridor.py`` here from the ``rlfleet`` script too. Spawned
+    children (sampler workers, the async sampler process, data-parallel replicas, bench runs)
+    inherit ``sys.path`` through multiprocessing's preparation data; sweep runs are
+    ``python -m rlfleet`` subprocesses started in this directory."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(p or os.curdir) == cwd for p in sys.path[:1]):
+        sys.path.insert(0, cwd)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -273,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    if args.command in ("train", "eval", "sweep", "bench"):
+        _cwd_on_path()
     try:
         if args.command == "train":
             return _train(args)

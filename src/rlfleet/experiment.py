@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from rlfleet.build import build_experiment, probe_spaces
 from rlfleet.checkpoint import Checkpointer, load_checkpoint
 from rlfleet.config.loader import apply_overrides, load_yaml, resolve, save_config, validate
 from rlfleet.config.schema import ExperimentConfig
+from rlfleet.envs.make import time_limit_note
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.runners.data_parallel_train import train_data_parallel
@@ -116,4 +118,7 @@ def train(
     else:
         config, run_dir, env_spaces = prepare_new_run(algorithm, env_id, overrides, seed, name, config_file, root)
         checkpoint = None
+    note = time_limit_note(config.env)  # once per run, not per env (workers build envs too)
+    if note and config.logger.console:
+        print(note, file=sys.stderr, flush=True)
     return run_dir, RUNNERS[config.runner.kind](config, run_dir, env_spaces, checkpoint)

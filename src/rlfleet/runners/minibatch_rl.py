@@ -22,7 +22,7 @@ from rlfleet.envs.gym_env import env_fault
 from rlfleet.errors import CheckpointError, EnvError, NonFiniteError, RunFailure, SamplerWorkerDied
 from rlfleet.logging.console import ConsoleProgress
 from rlfleet.logging.progress import ProgressLogger
-from rlfleet.samplers.evaluation import Evaluator
+from rlfleet.samplers.evaluation import EvaluationInterrupted, Evaluator
 from rlfleet.samplers.sampler import Sampler
 
 
@@ -116,6 +116,7 @@ class MinibatchRl:
         self.last_eval: dict[str, float] = {}  # evaluation not yet written to a progress row
         self.latest_eval_return: float | None = None  # for the console
         self._interrupted = False
+        self._eval_pending = False  # an evaluation abandoned by Ctrl-C: run first on resume
         self._last_log = (0, 0.0, 0)  # steps, train time, updates at the previous log row
         self.on_log: Callable[[dict[str, float]], None] | None = None
 
@@ -146,7 +147,7 @@ class MinibatchRl:
         row: dict[str, float] = {}
         try:
             try:
-                if self.cum_steps == 0 and self.evaluation_due():
+                if self._eval_pending or (self.cum_steps == 0 and self.evaluation_due()):
                     self.last_eval = self.evaluate()
                     row = self.log_row()
                 while self.cum_steps < self.n_steps:
@@ -157,6 +158,9 @@ class MinibatchRl:
                 if not row or row.get("CumSteps") != self.cum_steps:
                     row = self.log_row()
                 self.save_checkpoint()
+            except EvaluationInterrupted:  # Ctrl-C during an evaluation (see MinibatchRlEval.evaluate)
+                self.save_checkpoint()
+                raise TrainingInterrupted(f"interrupted at {self.cum_steps} steps; checkpoint written") from None
             except RunFailure as err:
                 self._report_failure(err)
                 raise
@@ -269,6 +273,7 @@ class MinibatchRl:
                 "last_log": self._last_log,
                 "opt_infos": self.opt_infos,
                 "new_trajs": self.new_trajs,
+                "eval_pending": self._eval_pending,
             },
             "agent": self.agent.state_dict(),
             "algo": self.algo.state_dict(),
@@ -307,6 +312,7 @@ class MinibatchRl:
         self.train_time = r["train_time"]
         self.traj_infos = deque(r["traj_infos"], maxlen=100)
         self._last_log, self.opt_infos, self.new_trajs = tuple(r["last_log"]), r["opt_infos"], r["new_trajs"]
+        self._eval_pending = r.get("eval_pending", False)
         self.agent.load_state_dict(state["agent"])
         self.algo.load_state_dict(state["algo"])
         self._load_replay_state(state.get("replay"))
@@ -398,7 +404,19 @@ class MinibatchRl:
 
 class MinibatchRlEval(MinibatchRl):
     """MinibatchRl plus a deterministic evaluation (its own envs) at step 0 and every
-    ``eval_interval_steps``; each evaluation writes a progress row with ``Eval*`` columns.
+    ``eval_interval_steps``; each evaluation writes a progress row with ``Eval*`` columns
+    (``EvalCapped``, with a console note, when episodes were cut at the evaluator's
+    ``max_episode_steps``, ``runner.eval_max_steps``).
+
+    Ctrl-C during an evaluation: the evaluator checks the flag before every env step and the
+    evaluation is abandoned at once. An evaluation changes no training state (agent weights
+    and training RNG, algorithm, replay, sampler, envs, normalisers, counters) except the
+    evaluator's ``count`` and the agent's evaluation RNG; those two (and the global RNGs) are
+    put back as they were before it, the runner state says ``eval_pending``, and the
+    checkpoint is written as at the iteration boundary just before the evaluation. A resumed
+    run runs that evaluation first, with the same seeds and RNG, and logs its row, so its
+    evaluations equal an uninterrupted run's. (Data-parallel ranks stop only at iteration
+    boundaries; an evaluation abandoned at ``n_steps`` is not run again: the run is finished.)
 
     Args:
         evaluator: the `Evaluator` (``evaluator(agent) -> list of trajectory dicts``; its
@@ -420,10 +438,27 @@ class MinibatchRlEval(MinibatchRl):
 
     def evaluate(self) -> dict[str, float]:
         self.agent.eval_mode(self.cum_steps)
-        trajs = self.evaluator(self.agent)
+        count, eval_rng, global_rng = self.evaluator.count, self.agent.eval_generator.get_state(), rng_state()
+        try:
+            trajs = self.evaluator(self.agent, interrupted=lambda: self._interrupted)
+        except EvaluationInterrupted:
+            self.evaluator.count = count
+            self.agent.eval_generator.set_state(eval_rng)
+            set_rng_state(global_rng)
+            self._eval_pending = True
+            self.console.line(f"Ctrl-C: evaluation at {self.cum_steps} steps abandoned; a resumed run runs it again")
+            raise
+        self._eval_pending = False
         row = _stats("EvalReturn", [t["Return"] for t in trajs])
         row.update(_stats("EvalLength", [t["Length"] for t in trajs]))
         row["EvalEpisodes"] = len(trajs)
+        capped = sum(1 for t in trajs if t.get("Capped"))
+        if capped:
+            row["EvalCapped"] = capped
+            self.console.line(
+                f"note: {capped} of {len(trajs)} evaluation episodes reached {self.evaluator.max_episode_steps} "
+                "steps and were cut there (runner.eval_max_steps)"
+            )
         return row
 
     def state_dict(self) -> dict[str, Any]:
