@@ -204,6 +204,7 @@ def build_experiment(
             seed=evaluation_seed(config.seed),
             obs_normalizer=obs_norm,
             discount=config.algo.gamma,
+            max_episode_steps=r.eval_max_steps,
         )
         runner: MinibatchRl = MinibatchRlEval(
             algo, agent, sampler, evaluator=evaluator, eval_interval_steps=r.eval_interval_steps, **common

@@ -42,7 +42,10 @@ class EnvConfig:
             class or factory.
         kwargs: keyword arguments passed to ``gym.make``, to ``dm_control.suite.load`` or to the
             imported class.
-        max_episode_steps: time limit override (``None`` keeps the registered one).
+        max_episode_steps: time limit override (``None`` keeps the registered one; an env given
+            by import path with no time limit of its own, no ``TimeLimit`` wrapper nor
+            ``spec.max_episode_steps``, is truncated at 1000 steps, with a note when the run
+            starts).
         normalize_obs: running mean/std observation normalisation (statistics checkpointed).
         normalize_reward: scale rewards by the running std of the discounted return.
         clip_obs: clip normalised observations to ``[-clip_obs, clip_obs]``.
@@ -107,6 +110,9 @@ class RunnerConfig:
         eval_interval_steps: env steps between deterministic evaluations (0: none).
         eval_episodes: episodes per evaluation.
         eval_envs: envs stepped together during evaluation.
+        eval_max_steps: steps after which an evaluation episode is cut (counted as truncated,
+            ``EvalCapped`` in its progress row, a console note); None: the env's own time limit
+            when it has one, else 10_000. A given number applies besides the env's limit.
         checkpoint_interval_steps: env steps between checkpoints (0: at the end only).
         keep_checkpoints: checkpoints kept on disk.
         save_replay: include the replay buffer in checkpoints (exact off-policy resume).
@@ -130,6 +136,7 @@ class RunnerConfig:
     eval_interval_steps: NonNegInt = 10_000
     eval_episodes: Count = 10
     eval_envs: Count = 5
+    eval_max_steps: Count | None = None
     checkpoint_interval_steps: NonNegInt = 0
     keep_checkpoints: Count = 3
     save_replay: bool = False

@@ -123,6 +123,48 @@ def _make_atari(config: EnvConfig, training: bool, render_mode: str | None) -> g
     return gym.wrappers.FrameStackObservation(env, opts.frame_stack)
 
 
+DEFAULT_MAX_EPISODE_STEPS = 1000
+"""The time limit of envs given by import path that have none of their own (`EnvConfig`)."""
+
+
+def _has_time_limit_wrapper(env: gym.Env) -> bool:
+    while env is not None:
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return True
+        env = getattr(env, "env", None)
+    return False
+
+
+def own_time_limit(env: gym.Env) -> int | None:
+    """The env's own time limit: its outermost ``TimeLimit`` wrapper's, else its spec's
+    ``max_episode_steps``; None when it has neither."""
+    inner = env
+    while inner is not None:
+        if isinstance(inner, gym.wrappers.TimeLimit):
+            return inner._max_episode_steps
+        inner = getattr(inner, "env", None)
+    spec = getattr(env.unwrapped, "spec", None) or getattr(env, "spec", None)
+    return getattr(spec, "max_episode_steps", None) or None
+
+
+def time_limit_note(config: EnvConfig) -> str | None:
+    """The one-line note for a run whose env is given by import path, has no time limit of its
+    own and gets `DEFAULT_MAX_EPISODE_STEPS` (None otherwise: a registered id, a limit of its
+    own or ``env.max_episode_steps`` given). Builds one env."""
+    if config.max_episode_steps or not looks_like_import_path(config.id):
+        return None
+    env = import_object(config.id, what="env")(**config.kwargs)
+    try:
+        if own_time_limit(env):
+            return None
+    finally:
+        env.close()
+    return (
+        f"note: {config.id} has no time limit; episodes are truncated at {DEFAULT_MAX_EPISODE_STEPS} steps "
+        "(env.max_episode_steps)"
+    )
+
+
 def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | None = None) -> gym.Env:
     """The raw Gymnasium env (with rlfleet's standard wrappers for Atari/MinAtar/DMC)."""
     if is_dmc(config.id):
@@ -136,8 +178,9 @@ def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | No
         env = factory(**kwargs)
         if not isinstance(env, gym.Env):
             raise ConfigError(f"env {config.id!r} returned {type(env).__name__}, expected a gymnasium.Env")
-        if config.max_episode_steps:
-            env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
+        limit = config.max_episode_steps or own_time_limit(env) or DEFAULT_MAX_EPISODE_STEPS
+        if config.max_episode_steps or not _has_time_limit_wrapper(env):
+            env = gym.wrappers.TimeLimit(env, limit)
         return env
     check_env_id(config.id)
     if is_atari(config.id):

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from rlfleet.agents.base import Agent
 from rlfleet.envs.gym_env import GymEnv
+from rlfleet.envs.make import own_time_limit
 from rlfleet.envs.normalize import ObservationNormalizer
 from rlfleet.samplers.traj_info import TrajInfo
 from rlfleet.utils.buffers import buffer_from_example, torchify_buffer
+
+
+class EvaluationInterrupted(Exception):
+    """An evaluation abandoned because ``interrupted()`` said so (Ctrl-C)."""
+
+
+DEFAULT_EVAL_MAX_STEPS = 10_000
+"""The evaluation episode cap for envs with no time limit of their own."""
 
 
 def evaluate_agent(
@@ -23,11 +33,17 @@ def evaluate_agent(
     discount: float = 0.99,
     max_steps: int = 1_000_000,
     on_frame: Callable[[np.ndarray], None] | None = None,
+    max_episode_steps: int | None = None,
+    interrupted: Callable[[], bool] | None = None,
 ) -> list[dict[str, float]]:
     """Run ``n_episodes`` episodes, spread evenly over ``envs`` (env ``b`` runs
     ``ceil((n_episodes - b) / B)`` of them so short episodes are not favoured); the agent must
     already be in ``eval_mode``. ``on_frame`` receives ``envs[0].render()`` after every step of env 0.
     Returns the completed trajectory statistics, in env order.
+
+    An episode that reaches ``max_episode_steps`` steps without ending is cut there and counted
+    as truncated; its record holds ``Capped: 1.0``. ``interrupted()`` is asked before every env
+    step; when it answers True the evaluation is abandoned with `EvaluationInterrupted`.
     """
     B = len(envs)
     quota = [len(range(b, n_episodes, B)) for b in range(B)]
@@ -46,13 +62,20 @@ def evaluate_agent(
         agent_obs = obs if obs_normalizer is None else obs_normalizer(obs, update=False)
         action = agent.step(torchify_buffer(agent_obs), prev_action, prev_reward).action
         for b in np.flatnonzero(active):
+            if interrupted is not None and interrupted():
+                raise EvaluationInterrupted
             step = envs[b].step(action[b].numpy())
             traj_infos[b].step(step.reward, step.info)
             if on_frame is not None and b == 0:
                 on_frame(envs[b].render())
             next_obs, reward = step.observation, step.reward
-            if step.terminated or step.truncated:
-                results[b].append(traj_infos[b].completed())
+            capped = (
+                max_episode_steps is not None
+                and traj_infos[b].Length >= max_episode_steps
+                and not (step.terminated or step.truncated)
+            )
+            if step.terminated or step.truncated or capped:
+                results[b].append({**traj_infos[b].completed(), **({"Capped": 1.0} if capped else {})})
                 traj_infos[b] = TrajInfo(discount)
                 active[b] = len(results[b]) < quota[b]
                 if active[b]:
@@ -87,6 +110,12 @@ class Evaluator:
         n_episodes: episodes per evaluation.
         seed: evaluation ``k`` resets env ``b`` with seed ``seed + 1000 k + b``.
         obs_normalizer: the training normaliser (used, never updated).
+        max_episode_steps: episodes are cut after this many steps (None: the env's own time
+            limit when it has one, else `DEFAULT_EVAL_MAX_STEPS`); see `evaluate_agent`.
+
+    An evaluation changes nothing but ``count`` (its seed) and the agent's evaluation RNG, so
+    an evaluation abandoned by ``interrupted`` can be run again exactly: the caller restores
+    those two (`MinibatchRlEval` does) and the envs are reset with the evaluation's seeds.
     """
 
     def __init__(
@@ -97,18 +126,33 @@ class Evaluator:
         seed: int,
         obs_normalizer: ObservationNormalizer | None = None,
         discount: float = 0.99,
+        max_episode_steps: int | None = None,
     ):
         self.envs = [env_factory() for _ in range(min(n_envs, n_episodes))]
         self.n_episodes = n_episodes
         self.seed = seed
         self.obs_normalizer = obs_normalizer
         self.discount = discount
+        if max_episode_steps is None:
+            gym_env = getattr(self.envs[0], "env", None) if self.envs else None
+            if not (isinstance(gym_env, gym.Env) and own_time_limit(gym_env)):
+                max_episode_steps = DEFAULT_EVAL_MAX_STEPS
+        self.max_episode_steps = max_episode_steps
         self.count = 0
 
-    def __call__(self, agent: Agent) -> list[dict[str, float]]:
+    def __call__(self, agent: Agent, interrupted: Callable[[], bool] | None = None) -> list[dict[str, float]]:
         seed = self.seed + 1000 * self.count
         self.count += 1
-        return evaluate_agent(agent, self.envs, self.n_episodes, seed, self.obs_normalizer, self.discount)
+        return evaluate_agent(
+            agent,
+            self.envs,
+            self.n_episodes,
+            seed,
+            self.obs_normalizer,
+            self.discount,
+            max_episode_steps=self.max_episode_steps,
+            interrupted=interrupted,
+        )
 
     def close(self) -> None:
         for env in self.envs:
