@@ -42,8 +42,8 @@ def test_progress_csv_has_rlpyt_columns_and_tensorboard_scalars(tmp_path):
 
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
-    assert [e.step for e in events.Scalars("EvalReturnAverage")] == [0, 2048]  # evaluated at start and end
-    assert [e.step for e in events.Scalars("StepsPerSecond")] == [0, 1024, 2048]
+    assert [e.step for e in events.Scalars("eval/EvalReturnAverage")] == [0, 2048]  # evaluated at start and end
+    assert [e.step for e in events.Scalars("time/StepsPerSecond")] == [0, 1024, 2048]
 
 
 def test_new_columns_widen_the_header(tmp_path):

@@ -115,6 +115,7 @@ def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResu
     from rlfleet.checkpoint import Checkpointer
     from rlfleet.experiment import run_path, train
     from rlfleet.plotting import load_run
+    from rlfleet.runners.minibatch_rl import RunAlreadyFinished
 
     run_dir = run_path(entry.env, entry.algorithm, f"{name}-{entry.label}" if entry.label else name, seed, runs_root)
     if (run_dir / RESULT_FILE).is_file():
@@ -122,7 +123,10 @@ def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResu
     start = time.perf_counter()
     overrides = [*entry.overrides, f"runner.n_steps={entry.steps}", "logger.console=false", "logger.tensorboard=false"]
     if (run_dir / "checkpoints").is_dir() and Checkpointer(run_dir / "checkpoints").checkpoints():
-        train(resume=run_dir, overrides=[f"runner.n_steps={entry.steps}"])
+        try:
+            train(resume=run_dir, overrides=[f"runner.n_steps={entry.steps}"])
+        except RunAlreadyFinished:  # finished before its result was written: measure it
+            pass
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
         train(

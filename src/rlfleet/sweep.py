@@ -314,7 +314,7 @@ def plan_sweep(spec: SweepSpec, name: str | None = None, runs_root: str | Path =
         run_dir = run_dir_for(config, run_name, runs_root)
         if run_dir in seen:
             raise ConfigError(f"grid points {seen[run_dir]} and {label} would share the run directory {run_dir}")
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists():  # as `rlfleet train` claims it: any directory there counts as taken
             raise ConfigError(f"run directory {run_dir} already holds a run; pass another --name")
         seen[run_dir] = label
         args = ["train", config.algorithm, "-e", config.env.id, "--seed", str(config.seed), "--name", run_name]

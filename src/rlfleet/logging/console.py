@@ -9,18 +9,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class ConsoleProgress:
-    """Shows steps, steps/second, ETA and the recent return.
+    """Shows steps, steps/second, ETA, the mean return of the last 100 completed trajectories
+    (progress.csv's ReturnAverage) and the latest evaluation's return.
+
+    The bar never shows more steps than its total: the runner sets the total to the steps the
+    run will reach (``n_steps`` rounded up to whole batches, `set_total`), and a count past the
+    total raises the total to it.
 
     Args:
         total_steps: the run's env-step budget.
         enabled: False silences it (tests, library use).
+        console: where to draw (default: a rich Console on stderr).
     """
 
-    def __init__(self, total_steps: int, start_steps: int = 0, enabled: bool = True):
+    def __init__(self, total_steps: int, start_steps: int = 0, enabled: bool = True, console: Console | None = None):
         self.enabled = enabled
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.live = enabled and self.console.is_terminal
         self.progress = None
+        self.total = total_steps
         if self.live:
             self.progress = Progress(
                 TextColumn("[bold]train"),
@@ -28,7 +35,7 @@ class ConsoleProgress:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[sps]:>8} sps"),
                 TimeRemainingColumn(),
-                TextColumn("return {task.fields[ret]}"),
+                TextColumn("return (last 100) {task.fields[ret]}"),
                 TextColumn("eval {task.fields[eval]}"),
                 console=self.console,
             )
@@ -37,7 +44,16 @@ class ConsoleProgress:
             )
             self.progress.start()
 
+    def set_total(self, total_steps: int) -> None:
+        """The steps the run will reach (``n_steps`` rounded up to whole batches)."""
+        self.total = total_steps
+        if self.live:
+            self.progress.update(self.task, total=total_steps)
+
     def update(self, steps: int, sps: float, ret: float | None, eval_ret: float | None) -> None:
+        """``ret``: the mean return of the last 100 completed trajectories (ReturnAverage)."""
+        if steps > self.total:
+            self.set_total(steps)
         if not self.live:
             return
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731

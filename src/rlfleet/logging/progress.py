@@ -10,11 +10,30 @@ from typing import Any
 
 from rlfleet.utils.atomic import atomic_write
 
+TIME_KEYS = frozenset({"CumSteps", "CumTime", "StepsPerSecond", "UpdatesPerSecond", "Iteration"})
+ROLLOUT_PREFIXES = ("Return", "Length", "DiscountedReturn")
+
+
+def scalar_tag(column: str) -> str:
+    """The TensorBoard / W&B name of a progress.csv column, grouped as Stable-Baselines3 does:
+    ``eval/`` (``Eval*``), ``rollout/`` (``Return*``, ``Length*``, ``DiscountedReturn*``,
+    ``NewCompletedTrajs`` and the ``<info key>Average`` means of env info values), ``time/``
+    (`TIME_KEYS`) and ``train/`` (everything else: losses, grad norms and other algorithm
+    diagnostics, ReplayRatio, CumUpdates)."""
+    if column.startswith("Eval"):
+        return f"eval/{column}"
+    if column in TIME_KEYS:
+        return f"time/{column}"
+    if column == "NewCompletedTrajs" or column.startswith(ROLLOUT_PREFIXES) or column.endswith("Average"):
+        return f"rollout/{column}"
+    return f"train/{column}"
+
 
 class ProgressLogger:
     """Appends one row per log interval to ``progress.csv`` and mirrors it to TensorBoard
-    (and W&B when enabled). A row with new keys rewrites the file atomically with a wider
-    header; missing values are left empty.
+    (and W&B when enabled) under the grouped names of `scalar_tag` (the csv columns keep their
+    own). A row with new keys rewrites the file atomically with a wider header; missing values
+    are left empty.
 
     Args:
         run_dir: the run directory.
@@ -79,7 +98,7 @@ class ProgressLogger:
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns, restval="").writerow(row)
             f.flush()
-        finite = {k: v for k, v in row.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        finite = {scalar_tag(k): v for k, v in row.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         if self.tb is not None:
             for key, value in finite.items():
                 self.tb.add_scalar(key, value, step)
