@@ -153,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
             raise RlfleetError(f"{args.resume} is not a run directory (no config.yaml)")
     _check_config_early(args, algorithm, overrides)
     from rlfleet.experiment import train
-    from rlfleet.runners.minibatch_rl import TrainingInterrupted
+    from rlfleet.runners.minibatch_rl import RunAlreadyFinished, TrainingInterrupted
 
     try:
         run_dir, row = train(
@@ -169,6 +169,9 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as err:
         print(f"rlfleet: {err}", file=sys.stderr)
         return 130
+    except RunAlreadyFinished as err:  # nothing to do is not a failure (as SB3's learn() past its budget)
+        print(err)
+        return 0
     summary = f"steps {row.get('CumSteps', 0)}"
     if "EvalReturnAverage" in row:
         summary += f", eval return {row['EvalReturnAverage']:.2f}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 import signal
 import time
 import traceback
@@ -27,7 +28,22 @@ from rlfleet.samplers.sampler import Sampler
 
 
 class TrainingInterrupted(Exception):
-    """Raised after Ctrl-C, once the checkpoint is written."""
+    """Raised after Ctrl-C, once the checkpoint is written; the message ends with the command
+    that resumes the run."""
+
+
+class RunAlreadyFinished(Exception):
+    """A resumed run is already at ``runner.n_steps`` or beyond: nothing to train, nothing
+    written (no progress row, no checkpoint). Not an error: the CLI prints it and exits 0."""
+
+    def __init__(self, run_dir: str | os.PathLike | None, steps: int):
+        self.run_dir, self.steps = run_dir, steps
+        where = f"run {run_dir}" if run_dir is not None else "run"
+        resume = f"--resume {shlex.quote(str(run_dir))}" if run_dir is not None else "--resume DIR"
+        super().__init__(
+            f"{where} already finished at {steps} steps; raise runner.n_steps to continue "
+            f"(e.g. {resume} runner.n_steps={2 * steps})"
+        )
 
 
 def _stats(prefix: str, values: list[float]) -> dict[str, float]:
@@ -141,7 +157,14 @@ class MinibatchRl:
 
     # ----- the loop -----
     def train(self) -> dict[str, float]:
-        """Run to ``n_steps``; returns the last logged row."""
+        """Run to ``n_steps``; returns the last logged row. `RunAlreadyFinished` (before
+        anything is written) when a resumed run already is at ``n_steps`` or beyond."""
+        if self.cum_steps and self.cum_steps >= self.n_steps:
+            self.console.close()
+            raise RunAlreadyFinished(self.run_dir, self.cum_steps)
+        # the last batch may pass n_steps: the bar's total is the step count the run will reach
+        remaining = self.n_steps - self.cum_steps
+        self.console.set_total(self.cum_steps + -(-remaining // self.steps_per_iteration) * self.steps_per_iteration)
         previous_handler = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
         row: dict[str, float] = {}
@@ -154,13 +177,13 @@ class MinibatchRl:
                     row = self.iteration() or row
                     if self._interrupted:
                         self.save_checkpoint()
-                        raise TrainingInterrupted(f"interrupted at {self.cum_steps} steps; checkpoint written")
+                        raise TrainingInterrupted(self._interrupted_message())
                 if not row or row.get("CumSteps") != self.cum_steps:
                     row = self.log_row()
                 self.save_checkpoint()
             except EvaluationInterrupted:  # Ctrl-C during an evaluation (see MinibatchRlEval.evaluate)
                 self.save_checkpoint()
-                raise TrainingInterrupted(f"interrupted at {self.cum_steps} steps; checkpoint written") from None
+                raise TrainingInterrupted(self._interrupted_message()) from None
             except RunFailure as err:
                 self._report_failure(err)
                 raise
@@ -202,7 +225,8 @@ class MinibatchRl:
             > (self.cum_steps - self.steps_per_iteration) // self.log_interval_steps
         ):
             row = self.log_row()
-        recent = self.traj_infos[-1]["Return"] if self.traj_infos else None
+        # ReturnAverage's statistic: the mean over the last 100 completed trajectories
+        recent = float(np.mean([t["Return"] for t in self.traj_infos])) if self.traj_infos else None
         sps = self.cum_steps / self.train_time if self.train_time else 0.0
         self.console.update(self.cum_steps, sps, recent, self.latest_eval_return)
         ckpt = self.checkpoint_interval_steps
@@ -255,6 +279,16 @@ class MinibatchRl:
         return row
 
     # ----- state -----
+    def _interrupted_message(self) -> str:
+        """``interrupted at N steps; checkpoint written; resume with: rlfleet train --resume DIR``."""
+        text = f"interrupted at {self.cum_steps} steps"
+        if self.checkpointer is None or self._non_finite:
+            return text + "; no checkpoint written"
+        text += "; checkpoint written"
+        if self.run_dir is not None:
+            text += f"; resume with: rlfleet train --resume {shlex.quote(str(self.run_dir))}"
+        return text
+
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
