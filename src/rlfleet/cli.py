@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from rlfleet.errors import RlfleetError
+from rlfleet.utils.extras import require_extra
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -231,6 +232,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.video:
+        require_extra("video", "rlfleet eval --video")
     if args.episodes < 1:
         raise RlfleetError(f"--episodes must be at least 1, got {args.episodes}")
     from rlfleet.evaluate import evaluate_run
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    if args.command in ("train", "eval", "sweep", "bench"):
+    if args.command in ("train", "eval", "sweep", "bench", "config"):
         _cwd_on_path()
     try:
         if args.command == "train":
@@ -300,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "bench":
+            require_extra("plot", "rlfleet bench")
             from rlfleet.bench import find_suite, load_suite, run_suite
 
             report = run_suite(
@@ -313,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {report}")
             return 0
         if args.command == "plot":
+            require_extra("plot", "rlfleet plot")
             from rlfleet.plotting import plot_runs
 
             run_dirs = []  # a folder above runs stands for every run below it
