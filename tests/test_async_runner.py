@@ -227,6 +227,7 @@ def test_sampler_failure_raises_and_leaves_no_process(tmp_path, exit_code, messa
     assert child_pids(os.getpid()) <= before
 
 
+@pytest.mark.slow
 def test_checkpoint_and_resume(tmp_path):
     args = [*DQN_ARGS, "runner.save_replay=true", "runner.checkpoint_interval_steps=512", "runner.n_steps=1024"]
     run_dir, _ = train("dqn", "CartPole-v1", args, name="run", root=tmp_path)
@@ -245,6 +246,7 @@ def test_checkpoint_and_resume(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 1536
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_checkpoint_and_closes_the_sampler(tmp_path):
     run_dir = tmp_path / "runs/CartPole-v1/dqn/long/seed0"
     args = ["train", "dqn", "-e", "CartPole-v1", "--runs-dir", "runs", "--name", "long", *DQN_ARGS]

@@ -10,6 +10,7 @@ from cli_helpers import rlfleet_cmd
 pytest.importorskip("ale_py")
 
 
+@pytest.mark.slow
 def test_ppo_pong_parallel_sampler_and_video(tmp_path):
     run = rlfleet_cmd(
         "train",

@@ -33,6 +33,7 @@ def test_suite_validation(tmp_path):
         load_suite(path)
 
 
+@pytest.mark.slow
 def test_bench_cli_writes_report_and_plots(tmp_path):
     suite = {
         "name": "tiny",
@@ -89,6 +90,7 @@ def test_bench_cli_writes_report_and_plots(tmp_path):
     assert len(list((tmp_path / "runs" / "CartPole-v1" / "ppo").glob("*/seed*"))) == 2
 
 
+@pytest.mark.slow
 def test_interrupted_suite_is_finished_under_its_name(tmp_path):
     entry = BenchEntry("ppo", "CartPole-v1", steps=2048, threshold=0, seeds=[0, 1], overrides=QUICK)
     suite = Suite("tiny", [entry])

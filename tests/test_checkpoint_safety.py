@@ -191,6 +191,7 @@ def test_crafted_env_payload_is_refused_by_the_cli(run, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_crafted_env_payload_of_a_parallel_worker_is_refused(tmp_path):
     """The parallel sampler's worker slices are checked in the main process, before any worker
     sees them: still one line, no traceback."""

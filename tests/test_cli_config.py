@@ -174,6 +174,7 @@ def test_render_env_that_renders_no_image():
     env.close()
 
 
+@pytest.mark.slow
 def test_eval_seed_picks_the_episodes(random_start_run):
     root, run_dir = random_start_run
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -67,6 +68,7 @@ def test_random_policy_model_is_right():
     assert abs(np.mean(steps) - expected_mean) < 0.5  # > 4 standard errors (std of steps < 10)
 
 
+@pytest.mark.slow
 def test_cli_trains_ppo_on_a_user_env(tmp_path):
     # Optimal return in the default corridor (length 10) is -9; every eval episode of a
     # deterministic policy that goes right everywhere returns exactly -9, one that loops
@@ -118,6 +120,7 @@ def test_cli_trains_ppo_on_a_user_env(tmp_path):
     assert float(match.group(1)) >= threshold
 
 
+@pytest.mark.slow
 def test_custom_model_from_yaml(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"model": {"_target_": MODEL, "width": 16}}))
@@ -184,6 +187,7 @@ def test_custom_model_from_yaml(tmp_path):
     assert proc.stderr.splitlines() == ["rlfleet: error: config key 'model.width' expects int, got 'wide' (str)"]
 
 
+@pytest.mark.slow
 def test_env_kwargs(tmp_path):
     # batch_B=4 envs, each episode cut at 4 * length = 20 steps
     run_dir, row = train(

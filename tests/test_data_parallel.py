@@ -115,6 +115,7 @@ def replica_parts(state: dict) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_every_replica_and_resume_is_exact(tmp_path):
     """Ctrl-C to the launching process stops both replicas after the same iteration with one
     checkpoint by rank 0; resuming from it continues exactly as an uninterrupted run."""

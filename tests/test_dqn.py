@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from conftest import read_progress
@@ -61,6 +62,7 @@ def test_vanilla_dqn_target_and_huber():
     torch.testing.assert_close(loss, torch.tensor([1.5, 0.5]))
 
 
+@pytest.mark.slow
 def test_dqn_options_train(tmp_path):
     overrides = [
         "runner.n_steps=3072",

@@ -20,6 +20,8 @@ import pytest
 from conftest import QUIET, eval_returns
 from rlfleet.experiment import train
 
+pytestmark = pytest.mark.slow  # learning tests: the quick subset (-m 'not slow') leaves them out
+
 EVALS = ["runner.log_interval_steps=500", "runner.eval_interval_steps=500", "runner.eval_episodes=10"]
 
 CORRIDOR = "learning_envs:TwoGoalCorridor"

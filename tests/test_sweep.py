@@ -213,6 +213,7 @@ def test_bad_sweep_command_is_one_line(tmp_path, args, expected):
 
 
 # ----- running sweeps -----
+@pytest.mark.slow
 def test_sweep_of_two_learning_rates_and_two_seeds(tmp_path):
     proc = rlfleet(
         "sweep", "ppo", "-e", "CartPole-v1", "algo.lr=1e-3,3e-4", "seed=0,1", *TINY,
@@ -290,6 +291,7 @@ def test_ctrl_c_stops_the_runs_with_a_checkpoint_and_prints_the_table(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+@pytest.mark.slow
 def test_ray_local_runs_the_grid_as_tasks(tmp_path):
     proc = rlfleet(
         "sweep", "ppo", "-e", "CartPole-v1", *TINY, "--ray", "local", "--name", "r", "--runs-dir", "runs",
