@@ -142,12 +142,17 @@ def _check_config_early(args: argparse.Namespace, algorithm: str | None, overrid
         validate(resolve(algorithm, args.env, overrides, args.config, args.seed))
 
 
-def _train(args: argparse.Namespace) -> int:
+def _algorithm_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The ALGO positional and the overrides; a first positional holding ``=`` is an override
+    (``rlfleet train --resume DIR key=value``, ``rlfleet sweep --config grid.yaml key=v1,v2``)."""
     overrides = list(args.overrides)
-    algorithm = args.algorithm
-    if algorithm and "=" in algorithm:  # `rlfleet train --resume DIR key=value`
-        overrides.insert(0, algorithm)
-        algorithm = None
+    if args.algorithm and "=" in args.algorithm:
+        return None, [args.algorithm, *overrides]
+    return args.algorithm, overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    algorithm, overrides = _algorithm_and_overrides(args)
     overrides = _with_short_forms(args, overrides)
     if args.resume:
         if not Path(args.resume, "config.yaml").is_file():
@@ -186,11 +191,7 @@ def _config(args: argparse.Namespace) -> int:
     from rlfleet.config.describe import describe_config
     from rlfleet.config.loader import MODEL_SPACE_ARGS, check_override_keys, resolve, validate
 
-    overrides = list(args.overrides)
-    algorithm = args.algorithm
-    if algorithm and "=" in algorithm:  # `rlfleet config --config FILE key=value`
-        overrides.insert(0, algorithm)
-        algorithm = None
+    algorithm, overrides = _algorithm_and_overrides(args)
     overrides = _with_short_forms(args, overrides)
     if algorithm and not args.config:
         check_override_keys(algorithm, overrides)
@@ -221,11 +222,7 @@ def _config(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from rlfleet.sweep import SweepSpec, load_sweep_file, merge_command_line, run_sweep
 
-    overrides = list(args.overrides)
-    algorithm = args.algorithm
-    if algorithm and "=" in algorithm:  # `rlfleet sweep --config grid.yaml key=v1,v2`
-        overrides.insert(0, algorithm)
-        algorithm = None
+    algorithm, overrides = _algorithm_and_overrides(args)
     spec = load_sweep_file(args.config) if args.config else SweepSpec()
     spec = merge_command_line(spec, algorithm, args.env, overrides)
     return run_sweep(spec, name=args.name, runs_root=args.runs_dir, slots=args.slots, ray_address=args.ray)
