@@ -18,11 +18,13 @@ class RunFailure(RlfleetError):
     runner did about it (``details``, set where the runner catches it: where the traceback is,
     which checkpoint holds the run)."""
 
+    details: list[str] | tuple[str, ...] = ()
+
     def summary(self) -> str:
         return super().__str__()
 
     def __str__(self) -> str:
-        return "; ".join([self.summary(), *getattr(self, "details", ())])
+        return "; ".join([self.summary(), *self.details])
 
 
 class EnvError(RunFailure):

@@ -46,9 +46,15 @@ def env_name(env: gym.Env) -> str:
 def _mark(err: Exception, name: str, method: str) -> None:
     if not hasattr(err, ENV_FAULT):  # the innermost env names it (an env may wrap another)
         text = repr(err)
-        text = text if len(text) <= 200 else text[:197] + "..."
+        mark_env_fault(err, (name, method, text if len(text) <= 200 else text[:197] + "..."))
+
+
+def mark_env_fault(err: BaseException, fault: tuple[str, str, str] | None) -> None:
+    """Mark ``err`` as raised by an env (``fault``: env name, method, repr), for `env_fault`;
+    parallel workers pass the mark of a worker's exception on to the error raised for it."""
+    if fault is not None:
         try:
-            setattr(err, ENV_FAULT, (name, method, text))
+            setattr(err, ENV_FAULT, fault)
         except (AttributeError, TypeError):  # an exception type without attributes: left unmarked
             pass
 

@@ -388,7 +388,7 @@ class MinibatchRl:
             details.append(f"at {self.cum_steps} env steps; no checkpoint written")
             if self._last_checkpoint(""):
                 details.append(self._last_checkpoint("the last one is kept"))
-        err.details = [*getattr(err, "details", ()), *details]
+        err.details = [*err.details, *details]
 
     def _last_checkpoint(self, text: str) -> str:
         """``text (path)`` for the newest checkpoint; ``no checkpoint was written before it``
@@ -402,7 +402,7 @@ class MinibatchRl:
         """For an exception an env's ``step`` or ``reset`` raised (here or in a parallel
         worker): the `EnvError` to raise, after appending the traceback to ``error.log`` and
         writing a checkpoint (see the class docstring). None for any other exception."""
-        fault = getattr(err, "env_fault", None) or env_fault(err)
+        fault = env_fault(err)
         if fault is None:
             return None
         env_error = EnvError(*fault)

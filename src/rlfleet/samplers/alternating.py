@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from rlfleet.agents.base import Agent
+from rlfleet.envs.gym_env import env_fault
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
 from rlfleet.errors import ConfigError
 from rlfleet.samplers.parallel import ParallelStepper
@@ -88,7 +89,7 @@ class AlternatingSampler(Sampler):
                     if t + 1 < self.batch_T:
                         stepper.step_workers_async(workers[g], self._act(groups[g], t + 1))
         except BaseException as err:
-            if getattr(err, "env_fault", None) is not None:  # an env raised: its worker lives on
+            if env_fault(err) is not None:  # an env raised: its worker lives on
                 stepper.wait_all()  # the other group's step ends, so the runner can checkpoint the envs
             else:
                 stepper.close()  # interrupted with workers in flight: they and the batch are out of step

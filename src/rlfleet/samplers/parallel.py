@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from rlfleet.envs.gym_env import env_fault
+from rlfleet.envs.gym_env import env_fault, mark_env_fault
 from rlfleet.errors import SamplerWorkerDied
 from rlfleet.samplers.env_group import EnvGroup, StepBuffers, step_buffers_from_env
 from rlfleet.samplers.steppers import EnvFactory
@@ -52,11 +52,9 @@ _SharedBlock = namedarraytuple("SharedBlock", ["step", "action", "error", "comma
 
 
 class ParallelWorkerError(RuntimeError):
-    """An exception raised in (or the death of) a parallel sampler worker. ``env_fault``:
-    ``(env name, method, repr of the exception)`` when an env's ``step`` or ``reset`` raised it
-    (the runner reports those as `EnvError`), else None."""
-
-    env_fault: tuple[str, str, str] | None = None
+    """An exception raised in (or the death of) a parallel sampler worker; marked with the
+    env's fault (`rlfleet.envs.gym_env.env_fault`) when an env's ``step`` or ``reset`` raised it
+    (the runner reports those as `EnvError`)."""
 
 
 class ParallelWorkerDied(ParallelWorkerError, SamplerWorkerDied):
@@ -307,7 +305,7 @@ class ParallelStepper:
         """The error for worker ``w``'s `_error_report`."""
         message, fault = report
         err = ParallelWorkerError(f"sampler worker {w} (envs {self._worker_slices[w]}) failed:\n{message}")
-        err.env_fault = fault
+        mark_env_fault(err, fault)
         return err
 
     def _died(self, w: int) -> ParallelWorkerError:
@@ -362,7 +360,7 @@ class ParallelStepper:
             if len(reports) == 1:
                 raise reports[0]
             err = ParallelWorkerError("\n".join(map(str, reports)))
-            err.env_fault = next((r.env_fault for r in reports if r.env_fault is not None), None)
+            mark_env_fault(err, next((env_fault(r) for r in reports if env_fault(r) is not None), None))
             raise err
 
     def wait_all(self) -> None:
