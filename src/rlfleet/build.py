@@ -175,7 +175,7 @@ def build_experiment(
     )
     sampler = build_sampler(config, env_spaces, obs_norm, reward_norm)
 
-    agent_class = spec.agent_class(env_spaces.action_kind)
+    agent_class = spec.agent_class(env_spaces.action_kind, recurrent=config.recurrent)
     agent = agent_class(model_factory(config, spec, env_spaces), config.agent, device=config.runner.device)
     agent.initialize(env_spaces, seed=config.seed)
     sampler.initialize(agent, seed=config.seed)

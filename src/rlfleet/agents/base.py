@@ -43,6 +43,9 @@ class Agent:
     """
 
     config_class: ClassVar[type] = PgAgentConfig
+    recurrent: ClassVar[bool] = False
+    """Whether the agent carries recurrent state (its training call then also takes the stored
+    start state and ``episode_start``; see `rlfleet.agents.recurrent`)."""
 
     def __init__(self, model_factory: ModelFactory, config: Any = None, device: str = "cpu"):
         self.model_factory = model_factory
@@ -86,7 +89,8 @@ class Agent:
     def reset_envs(self, done: torch.Tensor) -> None:
         """The envs where ``done [B]`` (bool) is set just ended an episode; their next step
         starts a new one. Agents with per-env state (exploration noise, recurrent state) reset
-        it here; the training sampler calls this after every step in which an episode ended."""
+        it here, for the current mode (sampling and evaluation keep separate state); the sampler
+        and the evaluation call this after every step in which an episode ended."""
 
     def sample_mode(self, env_steps: int) -> None:
         """Exploring behaviour, for the training sampler; ``env_steps`` drives schedules."""

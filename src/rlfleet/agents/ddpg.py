@@ -98,7 +98,7 @@ class DdpgAgent(Agent):
         return AgentStep(action=action, agent_info=AgentInfo(mu=mu))
 
     def reset_envs(self, done: torch.Tensor) -> None:
-        if self.noise is not None:
+        if self.noise is not None and self._mode == "sample":
             self.noise.reset(done)
 
     def sample_mode(self, env_steps: int) -> None:

@@ -48,6 +48,13 @@ class _PgAgent(Agent):
         """State value ``V(s)`` with the caller's leading dims (used to bootstrap)."""
         return self(observation, prev_action, prev_reward)[1].cpu()
 
+    @torch.no_grad()
+    def truncated_values(self, samples) -> torch.Tensor:
+        """``V`` of the final observations of the truncated steps of ``samples [T,B]`` (in
+        ``truncated.nonzero()`` order): the bootstrap of an episode cut by a time limit."""
+        env, truncated = samples.env, samples.env.truncated
+        return self.value(env.final_observation[truncated], samples.agent.action[truncated], env.reward[truncated])
+
 
 class CategoricalPgAgent(_PgAgent):
     """Discrete actions; the model returns ``(logits, value)``."""

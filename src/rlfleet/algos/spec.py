@@ -50,7 +50,9 @@ class AlgoSpec:
         replay_defaults: the algorithm's defaults for the ``replay:`` section (off-policy only).
         runner_kinds: ``runner.kind`` values it runs under.
         sampler_kinds: ``sampler.kind`` values it runs with.
-        recurrent: its agent can carry recurrent state (``model.core``).
+        recurrent_agent: import path of the agent built when the model has a recurrent core
+            (``model.core=lstm|gru``), or one per action-space kind; None: the algorithm has
+            no recurrent form and such a config is refused at validation.
         check: cross-field rules of this algorithm, ``f(config) -> None`` raising ConfigError;
             run once at validation.
     """
@@ -68,7 +70,7 @@ class AlgoSpec:
     replay_defaults: Mapping[str, Any] = field(default_factory=dict)
     runner_kinds: tuple[str, ...]
     sampler_kinds: tuple[str, ...] = SAMPLER_KINDS
-    recurrent: bool = False
+    recurrent_agent: str | Mapping[str, str] | None = None
     check: Callable[[Any], None] | None = None
 
     @property
@@ -78,8 +80,14 @@ class AlgoSpec:
     def algorithm_class(self) -> type:
         return import_object(self.algorithm, what="algorithm")
 
-    def agent_class(self, space: ActionSpaceKind) -> type:
-        return import_object(_by_space(self.agent, space), what="agent")
+    @property
+    def recurrent(self) -> bool:
+        """Whether a recurrent core (``model.core``) is supported."""
+        return self.recurrent_agent is not None
+
+    def agent_class(self, space: ActionSpaceKind, recurrent: bool = False) -> type:
+        path = self.recurrent_agent if recurrent else self.agent
+        return import_object(_by_space(path, space), what="agent")
 
     def default_model_class(self, space: ActionSpaceKind) -> type:
         return import_object(_by_space(self.default_model, space), what="model")

@@ -41,7 +41,12 @@ MOVED_TO_REPLAY = {
 
 
 def env_suite(env_id: str) -> str:
-    """The preset suite of an env id: atari, minatar, dmc, classic, box2d, mujoco or custom."""
+    """The preset suite of an env id: atari, minatar, dmc, classic, box2d, mujoco, memory (the
+    partially observable NoVel, POPGym and MiniGrid ids of `rlfleet.envs.pomdp`) or custom."""
+    from rlfleet.envs.pomdp import is_memory_env
+
+    if is_memory_env(env_id):
+        return "memory"
     if env_id.startswith("ALE/"):
         return "atari"
     if env_id.startswith("dmc:"):
@@ -246,6 +251,18 @@ def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any
             f"{spec.name} cannot act in {config.env.id}: its action space is "
             f"{type(env_spaces.action).__name__}, {spec.name} needs {needs}{hint}"
         )
+    if config.recurrent:
+        if not spec.recurrent:
+            can = [s.name for s in algorithms().values() if s.recurrent]
+            raise ConfigError(
+                f"model.core={config.model['core']}: {spec.name} has no recurrent form; "
+                f"algorithms with one: {', '.join(can)}"
+            )
+        if config.sampler.kind == "alternating":
+            raise ConfigError(
+                "sampler.kind=alternating calls the agent on half the envs at a time, which a recurrent "
+                "agent's per-env state does not follow: use sampler.kind serial or parallel"
+            )
     if spec.check is not None:
         spec.check(config)
 

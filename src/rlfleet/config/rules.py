@@ -136,5 +136,7 @@ Device = Annotated[str, TorchDevice()]
 """A torch device string that exists on this machine."""
 Activation = Literal["tanh", "relu", "elu", "silu"]
 """Activation names of `rlfleet.models.mlp.ACTIVATIONS`."""
+CoreKind = Literal["none", "lstm", "gru"]
+"""A model's recurrent core (``model.core``): none (feed-forward), LSTM or GRU."""
 HiddenSizes = Sequence[Count]
 """Widths of hidden layers, each >= 1."""

@@ -223,3 +223,8 @@ class ExperimentConfig:
     agent: Any = None
     replay: ReplayConfig | None = None
     model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recurrent(self) -> bool:
+        """The model has a recurrent core (``model.core`` lstm or gru)."""
+        return self.model.get("core", "none") != "none"

@@ -3,29 +3,54 @@
 Every model takes ``(observation, prev_action, prev_reward)`` with leading dims ``[T,B]``,
 ``[B]`` or none, and returns outputs with the same leading dims. Feed-forward models ignore
 ``prev_action`` and ``prev_reward``; the arguments are there so recurrent and custom models
-share one signature.
+share one signature. With ``core=lstm`` or ``gru`` a model is recurrent: it also takes the state
+before the first step and ``episode_start``, and returns the state after the last step
+(see `rlfleet.models.core`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, HiddenSizes
+from rlfleet.config.rules import Activation, CoreKind, Count, HiddenSizes
 from rlfleet.envs.spaces import Box, Discrete, Space
+from rlfleet.models.core import action_reward_size, make_core, previous_action_reward
 from rlfleet.models.encoder import Encoder, is_image, observation_leading_dims, orthogonal_init
 from rlfleet.models.mlp import MLP
 from rlfleet.utils.buffers import restore_leading_dims
 
+CriticCore = Literal["own", "shared", "none"]
+
 
 class _ActorCriticBase(nn.Module):
-    def __init__(self, observation_space: Space, hidden_sizes: Sequence[int], activation: str, shared: bool | None):
+    """Encoder -> Core -> Heads for the actor and the critic.
+
+    Feed-forward (``core="none"``): ``forward(observation, prev_action, prev_reward)``.
+    Recurrent: ``forward(observation, prev_action, prev_reward, rnn_state [B,S],
+    episode_start [T,B] | None)`` returns the same outputs plus the state after the last step
+    ``[B,S]``; ``rnn_state_size`` is ``S`` (0 when feed-forward).
+    """
+
+    def __init__(
+        self,
+        observation_space: Space,
+        action_space: Space,
+        hidden_sizes: Sequence[int],
+        activation: str,
+        shared: bool | None,
+        core: CoreKind,
+        core_size: int,
+        critic_core: CriticCore,
+        head_sizes: Sequence[int],
+        core_prev_action_reward: bool,
+    ):
         super().__init__()
-        self.observation_space = observation_space
+        self.observation_space, self.action_space = observation_space, action_space
         shared = is_image(observation_space) if shared is None else shared
         self.shared = shared
         self.pi_encoder = Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
@@ -35,12 +60,61 @@ class _ActorCriticBase(nn.Module):
             else Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
         )
         orthogonal_init(self)
+        self.core_prev_action_reward = core_prev_action_reward and core != "none"
+        core_input = self.pi_encoder.output_size + (
+            action_reward_size(action_space) if self.core_prev_action_reward else 0
+        )
+        self.pi_core = make_core(core, core_input, core_size)
+        self.v_core = make_core(core, core_input, core_size) if critic_core == "own" else None
+        self.critic_core = critic_core if self.pi_core is not None else "none"
+        self.rnn_state_size = sum(c.state_size for c in (self.pi_core, self.v_core) if c is not None)
+        pi_size = self.pi_encoder.output_size if self.pi_core is None else core_size
+        v_size = core_size if self.critic_core != "none" else self.pi_encoder.output_size
+        self.pi_mlp = MLP(pi_size, head_sizes, activation=activation)
+        self.v_mlp = MLP(v_size, head_sizes, activation=activation)
+        orthogonal_init(self.pi_mlp)
+        orthogonal_init(self.v_mlp)
+        self.head_input_size = self.pi_mlp.output_size
+        self.v_head_input_size = self.v_mlp.output_size
 
-    def _features(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+    def _features(
+        self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor, rnn_state, episode_start
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int], torch.Tensor | None]:
+        """``(actor features [N,.], critic features [N,.], (lead_dim, T, B), next state [B,S])``
+        with ``N = T*B``; the state is None for a feed-forward model."""
         lead_dim, T, B = observation_leading_dims(observation, self.observation_space)
         pi_features = self.pi_encoder(observation, T * B)
         v_features = pi_features if self.v_encoder is None else self.v_encoder(observation, T * B)
-        return pi_features, v_features, (lead_dim, T, B)
+        next_state = None
+        if self.pi_core is not None:
+            state = rnn_state.reshape(B, self.rnn_state_size)
+            starts = episode_start.reshape(T, B) if episode_start is not None else None
+            extra = (
+                [previous_action_reward(prev_action, prev_reward, self.action_space)]
+                if self.core_prev_action_reward
+                else []
+            )
+            pi_state, v_state = state.split(
+                [self.pi_core.state_size, self.rnn_state_size - self.pi_core.state_size], -1
+            )
+            pi_out, pi_next = self.pi_core(torch.cat([pi_features, *extra], -1).view(T, B, -1), pi_state, starts)
+            states = [pi_next]
+            if self.v_core is not None:
+                v_out, v_next = self.v_core(torch.cat([v_features, *extra], -1).view(T, B, -1), v_state, starts)
+                v_features = v_out.reshape(T * B, -1)
+                states.append(v_next)
+            elif self.critic_core == "shared":
+                v_features = pi_out.reshape(T * B, -1)
+            pi_features = pi_out.reshape(T * B, -1)
+            next_state = torch.cat(states, -1) if len(states) > 1 else states[0]
+            if lead_dim == 0:
+                next_state = next_state.squeeze(0)
+        return self.pi_mlp(pi_features), self.v_mlp(v_features), (lead_dim, T, B), next_state
+
+    @staticmethod
+    def _outputs(outputs: tuple, dims: tuple[int, int, int], next_state: torch.Tensor | None) -> tuple:
+        restored = restore_leading_dims(outputs, *dims)
+        return restored if next_state is None else (*restored, next_state)
 
 
 class CategoricalActorCriticModel(_ActorCriticBase):
@@ -48,9 +122,18 @@ class CategoricalActorCriticModel(_ActorCriticBase):
 
     Args:
         observation_space, action_space: env spaces (action space must be Discrete).
-        hidden_sizes: MLP widths for vector observations (images use a Nature-CNN).
+        hidden_sizes: MLP widths of the encoder for vector observations (images use a
+            Nature-CNN).
         activation: MLP activation.
         shared: one encoder for policy and value (default: shared for images only).
+        core: ``lstm`` or ``gru`` puts a recurrent core after the encoder (``none``:
+            feed-forward; the model then has no core parameters and the same numbers as before
+            cores existed).
+        core_size: the core's hidden width.
+        critic_core: ``own`` (the critic has its own core), ``shared`` (the critic reads the
+            actor's core) or ``none`` (a feed-forward critic on the encoder features).
+        head_sizes: MLP widths after the core (or the encoder), one MLP per head.
+        core_prev_action_reward: feed the previous action (one-hot) and reward to the core too.
     """
 
     def __init__(
@@ -60,20 +143,43 @@ class CategoricalActorCriticModel(_ActorCriticBase):
         hidden_sizes: HiddenSizes = (64, 64),
         activation: Activation = "tanh",
         shared: bool | None = None,
+        core: CoreKind = "none",
+        core_size: Count = 64,
+        critic_core: CriticCore = "own",
+        head_sizes: HiddenSizes = (),
+        core_prev_action_reward: bool = False,
     ):
-        super().__init__(observation_space, hidden_sizes, activation, shared)
-        self.pi_head = nn.Linear(self.pi_encoder.output_size, action_space.n)
-        self.v_head = nn.Linear(self.pi_encoder.output_size, 1)
+        super().__init__(
+            observation_space,
+            action_space,
+            hidden_sizes,
+            activation,
+            shared,
+            core,
+            core_size,
+            critic_core,
+            head_sizes,
+            core_prev_action_reward,
+        )
+        self.pi_head = nn.Linear(self.head_input_size, action_space.n)
+        self.v_head = nn.Linear(self.v_head_input_size, 1)
         orthogonal_init(self.pi_head, 0.01)
         orthogonal_init(self.v_head, 1.0)
 
     def forward(
-        self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        pi_features, v_features, (lead_dim, T, B) = self._features(observation)
+        self,
+        observation: Any,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        rnn_state: torch.Tensor | None = None,
+        episode_start: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        pi_features, v_features, dims, next_state = self._features(
+            observation, prev_action, prev_reward, rnn_state, episode_start
+        )
         logits = self.pi_head(pi_features)
         value = self.v_head(v_features).squeeze(-1)
-        return restore_leading_dims((logits, value), lead_dim, T, B)
+        return self._outputs((logits, value), dims, next_state)
 
 
 class GaussianActorCriticModel(_ActorCriticBase):
@@ -81,7 +187,8 @@ class GaussianActorCriticModel(_ActorCriticBase):
 
     Args:
         observation_space, action_space: env spaces (action space must be a 1-d Box).
-        hidden_sizes, activation, shared: as for the categorical model.
+        hidden_sizes, activation, shared, core, core_size, critic_core, head_sizes,
+        core_prev_action_reward: as for the categorical model.
         state_dependent_std: log-std from the network (else one free parameter per dim).
         init_log_std: initial log-std.
     """
@@ -95,15 +202,31 @@ class GaussianActorCriticModel(_ActorCriticBase):
         shared: bool | None = None,
         state_dependent_std: bool = False,
         init_log_std: float = 0.0,
+        core: CoreKind = "none",
+        core_size: Count = 64,
+        critic_core: CriticCore = "own",
+        head_sizes: HiddenSizes = (),
+        core_prev_action_reward: bool = False,
     ):
-        super().__init__(observation_space, hidden_sizes, activation, shared)
+        super().__init__(
+            observation_space,
+            action_space,
+            hidden_sizes,
+            activation,
+            shared,
+            core,
+            core_size,
+            critic_core,
+            head_sizes,
+            core_prev_action_reward,
+        )
         dim = int(np.prod(action_space.shape))
-        self.mean_head = nn.Linear(self.pi_encoder.output_size, dim)
-        self.v_head = nn.Linear(self.pi_encoder.output_size, 1)
+        self.mean_head = nn.Linear(self.head_input_size, dim)
+        self.v_head = nn.Linear(self.v_head_input_size, 1)
         orthogonal_init(self.mean_head, 0.01)
         orthogonal_init(self.v_head, 1.0)
         if state_dependent_std:
-            self.log_std_head: nn.Module | None = MLP(self.pi_encoder.output_size, [], dim)
+            self.log_std_head: nn.Module | None = MLP(self.head_input_size, [], dim)
             nn.init.zeros_(self.log_std_head.net[0].weight)
             nn.init.constant_(self.log_std_head.net[0].bias, init_log_std)
             self.log_std = None
@@ -112,10 +235,17 @@ class GaussianActorCriticModel(_ActorCriticBase):
             self.log_std = nn.Parameter(torch.full((dim,), float(init_log_std)))
 
     def forward(
-        self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor
+        self,
+        observation: Any,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        rnn_state: torch.Tensor | None = None,
+        episode_start: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        pi_features, v_features, (lead_dim, T, B) = self._features(observation)
+        pi_features, v_features, dims, next_state = self._features(
+            observation, prev_action, prev_reward, rnn_state, episode_start
+        )
         mean = self.mean_head(pi_features)
         log_std = self.log_std_head(pi_features) if self.log_std_head is not None else self.log_std.expand_as(mean)
         value = self.v_head(v_features).squeeze(-1)
-        return restore_leading_dims((mean, log_std, value), lead_dim, T, B)
+        return self._outputs((mean, log_std, value), dims, next_state)

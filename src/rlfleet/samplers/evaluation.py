@@ -61,6 +61,7 @@ def evaluate_agent(
     while active.any() and steps < max_steps:
         agent_obs = obs if obs_normalizer is None else obs_normalizer(obs, update=False)
         action = agent.step(torchify_buffer(agent_obs), prev_action, prev_reward).action
+        ended = np.zeros(B, bool)
         for b in np.flatnonzero(active):
             if interrupted is not None and interrupted():
                 raise EvaluationInterrupted
@@ -75,6 +76,7 @@ def evaluate_agent(
                 and not (step.terminated or step.truncated)
             )
             if step.terminated or step.truncated or capped:
+                ended[b] = True
                 results[b].append({**traj_infos[b].completed(), **({"Capped": 1.0} if capped else {})})
                 traj_infos[b] = TrajInfo(discount)
                 active[b] = len(results[b]) < quota[b]
@@ -84,6 +86,8 @@ def evaluate_agent(
             obs[b] = next_obs
             prev_action[b] = action[b]
             prev_reward[b] = reward
+        if ended.any():  # per-env agent state (recurrent) starts afresh with the next episode
+            agent.reset_envs(torch.from_numpy(ended))
         steps += 1
     return [traj for env_results in results for traj in env_results]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.pg.base import PolicyGradientAlgorithm
 from rlfleet.algos.specs.a2c import A2CConfig
+from rlfleet.models.core import episode_starts
 from rlfleet.samplers.sampler import SamplerBatch
 
 
@@ -32,7 +33,17 @@ class A2C(PolicyGradientAlgorithm):
         if c.anneal_lr:
             self.optimizer.lr = self.annealed(c.lr, env_steps)
 
-        dist_info, value = agent(s.env.observation, s.agent.prev_action, s.env.prev_reward)
+        if agent.recurrent:  # one unroll of the whole batch from the state stored at its start
+            episode_start = episode_starts(s.env.terminated | s.env.truncated)
+            dist_info, value = agent(
+                s.env.observation,
+                s.agent.prev_action,
+                s.env.prev_reward,
+                s.agent.agent_info.prev_rnn_state[0],
+                episode_start,
+            )
+        else:
+            dist_info, value = agent(s.env.observation, s.agent.prev_action, s.env.prev_reward)
         log_prob = agent.distribution.log_likelihood(s.agent.action, dist_info)
         entropy = agent.distribution.entropy(dist_info).mean()
         pi_loss = -(log_prob * advantage).mean()

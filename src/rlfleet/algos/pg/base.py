@@ -33,9 +33,7 @@ class PolicyGradientAlgorithm(Algorithm):
         bootstrap = agent.value(*batch.last)
         truncated_value = torch.zeros_like(value)
         if truncated.any():
-            truncated_value[truncated] = agent.value(
-                s.env.final_observation[truncated], s.agent.action[truncated], s.env.reward[truncated]
-            )
+            truncated_value[truncated] = agent.truncated_values(s)
         next_value = next_values(value, bootstrap, terminated, truncated, truncated_value)
         advantage, return_ = generalized_advantage_estimation(
             s.env.reward, value, next_value, terminated | truncated, self.gamma, self.gae_lambda

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.pg.base import PolicyGradientAlgorithm
 from rlfleet.algos.specs.ppo import PPOConfig
+from rlfleet.models.core import episode_starts
 from rlfleet.samplers.sampler import SamplerBatch
 from rlfleet.utils.buffers import map_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
 Minibatch = namedarraytuple(
     "Minibatch",
-    ["observation", "prev_action", "prev_reward", "action", "advantage", "return_", "old_value", "old_log_prob"],
+    [
+        "observation",
+        "prev_action",
+        "prev_reward",
+        "action",
+        "advantage",
+        "return_",
+        "old_value",
+        "old_log_prob",
+        "prev_rnn_state",  # recurrent agents only (else None)
+        "episode_start",  # recurrent agents only (else None)
+    ],
 )
+
+
+def as_sequences(x: torch.Tensor, length: int) -> torch.Tensor:
+    """``[T,B,...] -> [L, T/L * B, ...]``: each env column cut into chunks of ``L`` steps, the
+    chunks side by side (chunk ``k`` of column ``b`` at index ``k * B + b``)."""
+    T, B = x.shape[:2]
+    return x.reshape(T // length, length, B, *x.shape[2:]).transpose(0, 1).reshape(length, -1, *x.shape[2:])
 
 
 def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
@@ -27,6 +48,11 @@ class PPO(PolicyGradientAlgorithm):
 
     ``L = -E[min(r A, clip(r, 1-eps, 1+eps) A)] + c_v E[(V - R)^2] - c_e E[H]``,
     ``r = pi(a|s) / pi_old(a|s)``.
+
+    A feed-forward agent's minibatches are shuffled transitions of the flattened ``[T*B]``
+    batch. A recurrent agent's are whole sequences: the batch is cut into ``T / L`` chunks per env
+    column (``L = sequence_length``, 0: ``T``), each chunk unrolled from the state stored at its
+    first step, ``minibatch_size / L`` sequences per minibatch.
     """
 
     def __init__(self, config: PPOConfig):
@@ -48,32 +74,45 @@ class PPO(PolicyGradientAlgorithm):
         self.optimizer.lr = self.annealed(c.lr, env_steps) if c.anneal_lr else c.lr
         clip = self.annealed(c.clip_range, env_steps) if c.anneal_clip else c.clip_range
 
-        def flat(buffer):  # [T,B,...] -> [T*B,...]
-            return map_buffer(lambda a: a.reshape(-1, *a.shape[2:]), buffer)
-
         data = Minibatch(
-            flat(s.env.observation),
-            flat(s.agent.prev_action),
-            flat(s.env.prev_reward),
-            flat(s.agent.action),
-            flat(advantage),
-            flat(return_),
-            flat(old_value),
-            flat(old_log_prob),
+            s.env.observation,
+            s.agent.prev_action,
+            s.env.prev_reward,
+            s.agent.action,
+            advantage,
+            return_,
+            old_value,
+            old_log_prob,
+            s.agent.agent_info.prev_rnn_state if agent.recurrent else None,
+            episode_starts(s.env.terminated | s.env.truncated) if agent.recurrent else None,
         )
-        n = data.advantage.shape[0]
+        if agent.recurrent:  # [T,B] -> [L, T/L * B]: sequences side by side, sliced on dim 1
+            L = c.sequence_length or data.advantage.shape[0]
+            data = map_buffer(functools.partial(as_sequences, length=L), data)
+            per_minibatch = max(1, c.minibatch_size // L)
+        else:  # [T,B] -> [T*B]: transitions, sliced on dim 0
+            data = map_buffer(lambda a: a.reshape(-1, *a.shape[2:]), data)
+            per_minibatch = c.minibatch_size
+        n = data.advantage.shape[1 if agent.recurrent else 0]
         losses: list[torch.Tensor] = []  # [loss, pi_loss, value_loss, entropy, grad_norm] per minibatch
         log_ratios: list[torch.Tensor] = []
         for _ in range(c.epochs):
-            shuffled = data[torch.randperm(n, generator=self.generator)]  # one gather per epoch
+            order = torch.randperm(n, generator=self.generator)
+            shuffled = data[:, order] if agent.recurrent else data[order]  # one gather per epoch
             epoch_log_ratios = []
-            for start in range(0, n, c.minibatch_size):
-                mb = shuffled[start : start + c.minibatch_size]  # views, no copies
+            for start in range(0, n, per_minibatch):
+                window = slice(start, start + per_minibatch)
+                mb = shuffled[:, window] if agent.recurrent else shuffled[window]  # views, no copies
                 adv = mb.advantage
-                if c.normalize_advantage and len(adv) > 1:
+                if c.normalize_advantage and adv.numel() > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
-                dist_info, value = agent(mb.observation, mb.prev_action, mb.prev_reward)
+                if agent.recurrent:
+                    dist_info, value = agent(
+                        mb.observation, mb.prev_action, mb.prev_reward, mb.prev_rnn_state[0], mb.episode_start
+                    )
+                else:
+                    dist_info, value = agent(mb.observation, mb.prev_action, mb.prev_reward)
                 log_prob = agent.distribution.log_likelihood(mb.action, dist_info)
                 log_ratio = log_prob - mb.old_log_prob
                 ratio = log_ratio.exp()
@@ -90,9 +129,9 @@ class PPO(PolicyGradientAlgorithm):
 
                 grad_norm = self.optimizer.step(loss)
                 self.updates += 1
-                self.samples_trained += len(adv)
+                self.samples_trained += adv.numel()
                 losses.append(torch.stack([loss, pi_loss, value_loss, entropy, grad_norm]).detach())
-                epoch_log_ratios.append(log_ratio.detach())
+                epoch_log_ratios.append(log_ratio.detach().flatten())
             log_ratios += epoch_log_ratios
             if c.target_kl > 0 and approx_kl(torch.cat(epoch_log_ratios)).item() > c.target_kl:
                 break

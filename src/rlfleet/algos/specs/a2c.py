@@ -43,6 +43,7 @@ class A2CConfig:
 
 # The policy-gradient family's agents and default models, by action-space kind (PPO shares them).
 PG_AGENTS = {"discrete": "rlfleet.agents.pg:CategoricalPgAgent", "box": "rlfleet.agents.pg:GaussianPgAgent"}
+RECURRENT_PG_AGENT = "rlfleet.agents.recurrent:RecurrentPgAgent"
 PG_MODELS = {
     "discrete": "rlfleet.models.pg:CategoricalActorCriticModel",
     "box": "rlfleet.models.pg:GaussianActorCriticModel",
@@ -59,4 +60,5 @@ SPEC = AlgoSpec(
     action_spaces=("discrete", "box"),
     policy="on",
     runner_kinds=ON_POLICY_RUNNERS,
+    recurrent_agent=RECURRENT_PG_AGENT,
 )

@@ -7,8 +7,8 @@ from typing import Any
 
 from rlfleet.agents.config import PgAgentConfig
 from rlfleet.algos.spec import ON_POLICY_RUNNERS, AlgoSpec
-from rlfleet.algos.specs.a2c import PG_AGENTS, PG_MODELS
-from rlfleet.config.rules import Count, NonNegative, Positive, Probability
+from rlfleet.algos.specs.a2c import PG_AGENTS, PG_MODELS, RECURRENT_PG_AGENT
+from rlfleet.config.rules import Count, NonNegative, NonNegInt, Positive, Probability
 from rlfleet.errors import ConfigError
 
 
@@ -22,7 +22,11 @@ class PPOConfig:
         gamma: discount.
         gae_lambda: GAE lambda.
         epochs: passes over each batch.
-        minibatch_size: transitions per gradient step (the ``[T,B]`` batch is flattened).
+        minibatch_size: transitions per gradient step (the ``[T,B]`` batch is flattened; with a
+            recurrent model, ``minibatch_size / sequence_length`` whole sequences).
+        sequence_length: recurrent models: the length ``L`` of the training sequences each env
+            column of a batch is cut into, each unrolled from the state stored at its start
+            (0: the whole ``batch_T``; must divide ``sampler.batch_T``).
         clip_range: epsilon of the clipped ratio ``clip(r, 1 - eps, 1 + eps)``.
         anneal_clip: decay ``clip_range`` linearly to 0 over the run.
         clip_value: clip the value update to ``clip_value_range`` around the old value
@@ -41,6 +45,7 @@ class PPOConfig:
     gae_lambda: Probability = 0.95
     epochs: Count = 10
     minibatch_size: Count = 64
+    sequence_length: NonNegInt = 0
     clip_range: Positive = 0.2
     anneal_clip: bool = False
     clip_value: NonNegative = 0.0
@@ -53,7 +58,14 @@ class PPOConfig:
 
 
 def check_ppo(config: Any) -> None:
-    """Replicas would stop their epochs at different points on their own KL."""
+    """Replicas would stop their epochs at different points on their own KL; sequences must
+    tile the batch."""
+    L, T = config.algo.sequence_length, config.sampler.batch_T
+    if L and T % L:
+        raise ConfigError(
+            f"algo.sequence_length={L} must divide sampler.batch_T={T} (each env column is cut into "
+            f"sequences of that length); e.g. algo.sequence_length={next(d for d in range(L, 0, -1) if T % d == 0)}"
+        )
     if config.runner.kind == "data_parallel" and config.algo.target_kl > 0:
         raise ConfigError(
             "algo.target_kl stops PPO's epochs on each replica's own KL, so replicas would disagree "
@@ -72,5 +84,6 @@ SPEC = AlgoSpec(
     action_spaces=("discrete", "box"),
     policy="on",
     runner_kinds=ON_POLICY_RUNNERS,
+    recurrent_agent=RECURRENT_PG_AGENT,
     check=check_ppo,
 )
