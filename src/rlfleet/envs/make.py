@@ -1,5 +1,6 @@
 """Build envs from an id: Gymnasium's registry (classic control, Box2D, MuJoCo ``HalfCheetah-v5``,
-Atari ``ALE/...``, MinAtar ``MinAtar/...``), DeepMind Control ``dmc:<domain>-<task>`` (see
+Atari ``ALE/...``, MinAtar ``MinAtar/...``; the partially observable ``CartPoleNoVel-v1``,
+``popgym-...`` and ``MiniGrid-...`` of `rlfleet.envs.pomdp`), DeepMind Control ``dmc:<domain>-<task>`` (see
 `rlfleet.envs.dmc`) or a user class/factory given by import path (``pkg.module:Name``)."""
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import numpy as np
 from rlfleet.config.schema import EnvConfig
 from rlfleet.envs.dmc import dmc_task, is_dmc, make_dmc_env
 from rlfleet.envs.gym_env import GymEnv
+from rlfleet.envs.pomdp import missing_package_message, register_pomdp_envs, wrap_pomdp_env
 from rlfleet.errors import ConfigError
 from rlfleet.utils.imports import import_object, looks_like_import_path
 
 
 def register_extra_envs(env_id: str | None = None) -> None:
-    """Register Atari (ale-py) and MinAtar ids with Gymnasium when those packages exist.
+    """Register Atari (ale-py), MinAtar, POPGym and MiniGrid ids with Gymnasium when those
+    packages exist, and the NoVel ids (`rlfleet.envs.pomdp`).
 
     With ``env_id``, only the package that id needs is imported (MinAtar pulls in seaborn and
     scipy, about a second, which worker processes should not pay for Atari or classic envs).
@@ -27,6 +30,7 @@ def register_extra_envs(env_id: str | None = None) -> None:
         _register_ale()
     if env_id is None or env_id.startswith("MinAtar/"):
         _register_minatar()
+    register_pomdp_envs(env_id)
 
 
 @functools.cache
@@ -60,6 +64,9 @@ def check_env_id(env_id: str) -> None:
     register_extra_envs(env_id)
     if env_id in gym.registry:
         return
+    missing = missing_package_message(env_id)
+    if missing:
+        raise ConfigError(missing)
     register_extra_envs()
     hint = ""
     if env_id.startswith("ALE/"):
@@ -188,15 +195,17 @@ def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | No
     kwargs = dict(config.kwargs)
     if config.max_episode_steps:
         kwargs["max_episode_steps"] = config.max_episode_steps
+    if render_mode is not None:  # not passed otherwise: POPGym's constructors take no render_mode
+        kwargs["render_mode"] = render_mode
     try:
-        env = gym.make(config.id, render_mode=render_mode, **kwargs)
+        env = gym.make(config.id, **kwargs)
     except TypeError as err:
         if not config.kwargs:
             raise
         raise ConfigError(f"env {config.id!r} rejected env.kwargs {sorted(config.kwargs)}: {err}") from None
     if config.id.startswith("MinAtar/"):
         env = _MinAtarChannelsFirst(env)
-    return env
+    return wrap_pomdp_env(config.id, env, DEFAULT_MAX_EPISODE_STEPS)
 
 
 def make_env(config: EnvConfig, training: bool = True, render_mode: str | None = None) -> GymEnv:
