@@ -98,16 +98,21 @@ class RecurrentPgAgent(_PgAgent):
     def _dist_info(self, *pi: torch.Tensor) -> DistInfo | DistInfoStd:
         return DistInfo(logits=pi[0]) if self.discrete else DistInfoStd(mean=pi[0], log_std=pi[1])
 
-    def _forward(self, observation, prev_action, prev_reward, rnn_state, episode_start=None):
+    def _forward(self, observation, prev_action, prev_reward, rnn_state, episode_start=None, final_state=True):
         """``(dist_info, value, next_state)``; inputs ``[T,B,..]`` or ``[B,..]``."""
         inputs = self.to_model_inputs(observation, prev_action, prev_reward)
-        *pi, value, next_state = self.model(*inputs, rnn_state, episode_start)
+        *pi, value, next_state = self.model(*inputs, rnn_state, episode_start, final_state)
         return self._dist_info(*pi), value, next_state
 
     def __call__(self, observation, prev_action, prev_reward, rnn_state, episode_start) -> tuple:
         """Training forward over ``[T,B]`` from ``rnn_state [B,S]``: ``(dist_info, value [T,B])``."""
         dist_info, value, _ = self._forward(
-            observation, prev_action, prev_reward, rnn_state.to(self.device), episode_start.to(self.device)
+            observation,
+            prev_action,
+            prev_reward,
+            rnn_state.to(self.device),
+            episode_start.to(self.device),
+            final_state=False,
         )
         return dist_info, value
 

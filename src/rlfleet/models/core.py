@@ -40,8 +40,12 @@ class RecurrentCore(nn.Module):
         self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(input_size, hidden_size)
         self.state_size = 2 * hidden_size if kind == "lstm" else hidden_size
 
-    def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One uninterrupted stretch: ``x [t,B,F]``, ``state [B,S]`` -> ``(out [t,B,H], state [B,S])``."""
+    def _run(self, x, state: torch.Tensor) -> tuple:
+        """Sequences without resets: ``x [t,N,F]`` (or a PackedSequence), ``state [N,S]`` ->
+        ``(out [t,N,H] (or packed), state [N,S])``; a single step skips the layer's Python
+        wrapper for the fused cell."""
+        if isinstance(x, torch.Tensor) and x.shape[0] == 1:
+            return self._cell(x[0], state)
         if self.kind == "lstm":
             h, c = state.unsqueeze(0).chunk(2, dim=-1)
             out, (h, c) = self.rnn(x, (h.contiguous(), c.contiguous()))
@@ -49,26 +53,68 @@ class RecurrentCore(nn.Module):
         out, h = self.rnn(x, state.unsqueeze(0).contiguous())
         return out, h.squeeze(0)
 
-    def forward(
-        self, x: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [T,B,F]``, ``state [B,S]`` (the state before step 0), ``episode_start [T,B]``
-        bool (None: no resets) -> ``(out [T,B,H], final state [B,S])``.
+    def _cell(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: ``x [N,F]``, ``state [N,S]`` -> ``(out [1,N,H], state [N,S])``."""
+        rnn = self.rnn
+        weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        if self.kind == "lstm":
+            h, c = state.chunk(2, dim=-1)
+            h, c = torch.lstm_cell(x, (h, c), *weights)
+            return h.unsqueeze(0), torch.cat([h, c], dim=-1)
+        h = torch.gru_cell(x, state, *weights)
+        return h.unsqueeze(0), h
 
-        The batch is cut at the steps where any env starts an episode; each stretch between
-        cuts runs as one call of the torch layer, with the starting envs' state zeroed first.
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: torch.Tensor,
+        episode_start: torch.Tensor | None = None,
+        final_state: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x [T,B,F]``, ``state [B,S]`` (the state before step 0), ``episode_start [T,B]``
+        bool (None: no resets) -> ``(out [T,B,H], final state [B,S])`` (the state is None when
+        ``final_state`` is False and an episode starts inside the batch).
+
+        Where episodes start inside the batch, each env column is cut at its episode starts into
+        fragments; the fragments (a new episode's from zero state, the first from ``state``) run
+        side by side through one call of the torch layer, padded to the longest, and the outputs
+        are put back in ``[T,B]`` order: one layer call whatever the number of resets
+        (sb3-contrib #113: a call per step or per reset is what makes recurrent PPO slow). The
+        padding's steps come after each fragment's own, so they change no output; only the
+        final state needs the fragments packed to their lengths, a slower call made only when
+        asked for.
         """
-        if episode_start is None:
+        if episode_start is None or not episode_start[1:].any():
+            if episode_start is not None:
+                state = state * (~episode_start[0]).unsqueeze(-1).to(state.dtype)
             return self._run(x, state)
-        cuts = episode_start.any(dim=1)
-        cuts[0] = True
-        bounds = cuts.nonzero().flatten().tolist() + [x.shape[0]]
-        outs = []
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            state = state * (~episode_start[start]).unsqueeze(-1).to(state.dtype)
-            out, state = self._run(x[start:stop], state)
-            outs.append(out)
-        return torch.cat(outs) if len(outs) > 1 else outs[0], state
+        T, B = episode_start.shape
+        starts = episode_start.t().clone()  # [B,T], column-major like the fragments
+        starts[:, 0] = True
+        first = starts.flatten().nonzero().squeeze(1)  # flat index b*T + t0 of each fragment start
+        column = first // T
+        lengths = torch.diff(first, append=first.new_tensor([B * T]))
+        steps = torch.arange(int(lengths.max()), device=x.device)
+        valid = steps < lengths.unsqueeze(1)  # [n, Lmax]
+        flat = (first.unsqueeze(1) + steps).clamp(max=B * T - 1)  # [n, Lmax] positions in x's columns
+        by_column = x.transpose(0, 1).reshape(B * T, -1)
+        fragments = by_column[flat].transpose(0, 1)  # [Lmax, n, F]
+        carried = (first % T == 0) & ~episode_start[0, column]  # a column's first fragment keeps its state
+        init = state[column] * carried.unsqueeze(-1).to(state.dtype)
+        if final_state:
+            packed = nn.utils.rnn.pack_padded_sequence(fragments, lengths.cpu(), enforce_sorted=False)
+            out, final = self._run(packed, init)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=len(steps))  # [Lmax, n, H]
+        else:
+            out, _ = self._run(fragments, init)
+        position = torch.empty(B * T, dtype=torch.long, device=x.device)
+        position[flat[valid]] = (torch.arange(len(first), device=x.device).unsqueeze(1) * len(steps) + steps)[valid]
+        out = out.transpose(0, 1).reshape(-1, out.shape[-1])[position]  # [B*T, H], column-major
+        out = out.view(B, T, -1).transpose(0, 1)
+        if not final_state:
+            return out, None
+        last = torch.cat([column[1:] != column[:-1], column.new_ones(1, dtype=torch.bool)])
+        return out, final[last]
 
 
 def make_core(kind: CoreKind, input_size: int, hidden_size: int) -> RecurrentCore | None:

@@ -32,8 +32,10 @@ class _ActorCriticBase(nn.Module):
 
     Feed-forward (``core="none"``): ``forward(observation, prev_action, prev_reward)``.
     Recurrent: ``forward(observation, prev_action, prev_reward, rnn_state [B,S],
-    episode_start [T,B] | None)`` returns the same outputs plus the state after the last step
-    ``[B,S]``; ``rnn_state_size`` is ``S`` (0 when feed-forward).
+    episode_start [T,B] | None, final_state=True)`` returns the same outputs plus the state
+    after the last step ``[B,S]`` (None when not ``final_state`` and an episode starts inside
+    the batch: training needs no final state and skips its cost); ``rnn_state_size`` is ``S``
+    (0 when feed-forward).
     """
 
     def __init__(
@@ -78,10 +80,17 @@ class _ActorCriticBase(nn.Module):
         self.v_head_input_size = self.v_mlp.output_size
 
     def _features(
-        self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor, rnn_state, episode_start
+        self,
+        observation: Any,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        rnn_state: torch.Tensor | None,
+        episode_start: torch.Tensor | None,
+        final_state: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int], torch.Tensor | None]:
         """``(actor features [N,.], critic features [N,.], (lead_dim, T, B), next state [B,S])``
-        with ``N = T*B``; the state is None for a feed-forward model."""
+        with ``N = T*B``; the state is None for a feed-forward model (and may be None without
+        ``final_state``, see `RecurrentCore`)."""
         lead_dim, T, B = observation_leading_dims(observation, self.observation_space)
         pi_features = self.pi_encoder(observation, T * B)
         v_features = pi_features if self.v_encoder is None else self.v_encoder(observation, T * B)
@@ -97,24 +106,27 @@ class _ActorCriticBase(nn.Module):
             pi_state, v_state = state.split(
                 [self.pi_core.state_size, self.rnn_state_size - self.pi_core.state_size], -1
             )
-            pi_out, pi_next = self.pi_core(torch.cat([pi_features, *extra], -1).view(T, B, -1), pi_state, starts)
+            pi_out, pi_next = self.pi_core(
+                torch.cat([pi_features, *extra], -1).view(T, B, -1), pi_state, starts, final_state
+            )
             states = [pi_next]
             if self.v_core is not None:
-                v_out, v_next = self.v_core(torch.cat([v_features, *extra], -1).view(T, B, -1), v_state, starts)
+                v_out, v_next = self.v_core(
+                    torch.cat([v_features, *extra], -1).view(T, B, -1), v_state, starts, final_state
+                )
                 v_features = v_out.reshape(T * B, -1)
                 states.append(v_next)
             elif self.critic_core == "shared":
                 v_features = pi_out.reshape(T * B, -1)
             pi_features = pi_out.reshape(T * B, -1)
-            next_state = torch.cat(states, -1) if len(states) > 1 else states[0]
-            if lead_dim == 0:
+            next_state = None if states[0] is None else torch.cat(states, -1) if len(states) > 1 else states[0]
+            if lead_dim == 0 and next_state is not None:
                 next_state = next_state.squeeze(0)
         return self.pi_mlp(pi_features), self.v_mlp(v_features), (lead_dim, T, B), next_state
 
-    @staticmethod
-    def _outputs(outputs: tuple, dims: tuple[int, int, int], next_state: torch.Tensor | None) -> tuple:
+    def _outputs(self, outputs: tuple, dims: tuple[int, int, int], next_state: torch.Tensor | None) -> tuple:
         restored = restore_leading_dims(outputs, *dims)
-        return restored if next_state is None else (*restored, next_state)
+        return restored if self.pi_core is None else (*restored, next_state)
 
 
 class CategoricalActorCriticModel(_ActorCriticBase):
@@ -173,9 +185,10 @@ class CategoricalActorCriticModel(_ActorCriticBase):
         prev_reward: torch.Tensor,
         rnn_state: torch.Tensor | None = None,
         episode_start: torch.Tensor | None = None,
+        final_state: bool = True,
     ) -> tuple[torch.Tensor, ...]:
         pi_features, v_features, dims, next_state = self._features(
-            observation, prev_action, prev_reward, rnn_state, episode_start
+            observation, prev_action, prev_reward, rnn_state, episode_start, final_state
         )
         logits = self.pi_head(pi_features)
         value = self.v_head(v_features).squeeze(-1)
@@ -241,9 +254,10 @@ class GaussianActorCriticModel(_ActorCriticBase):
         prev_reward: torch.Tensor,
         rnn_state: torch.Tensor | None = None,
         episode_start: torch.Tensor | None = None,
+        final_state: bool = True,
     ) -> tuple[torch.Tensor, ...]:
         pi_features, v_features, dims, next_state = self._features(
-            observation, prev_action, prev_reward, rnn_state, episode_start
+            observation, prev_action, prev_reward, rnn_state, episode_start, final_state
         )
         mean = self.mean_head(pi_features)
         log_std = self.log_std_head(pi_features) if self.log_std_head is not None else self.log_std.expand_as(mean)

@@ -106,6 +106,7 @@ class Sampler:
         rng_state = agent.generator.get_state()
         example = agent.step(observation, self.prev_action, self.prev_reward)
         agent.generator.set_state(rng_state)
+        agent.reset_envs(torch.ones(B, dtype=torch.bool))  # the example step leaves no per-env state behind
         example_samples = Samples(
             agent=AgentSamples(
                 action=numpify_buffer(example.action[0]),
