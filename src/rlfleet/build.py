@@ -35,6 +35,7 @@ from rlfleet.logging.console import ConsoleProgress
 from rlfleet.logging.progress import ProgressLogger
 from rlfleet.replays.n_step import NStepReplayBuffer
 from rlfleet.replays.prioritized import PrioritizedReplayBuffer
+from rlfleet.replays.sequence import SequenceReplayBuffer
 from rlfleet.runners.async_rl import AsyncSampler
 from rlfleet.runners.minibatch_rl import MinibatchRl, MinibatchRlEval
 from rlfleet.samplers.evaluation import Evaluator, evaluation_seed
@@ -118,12 +119,25 @@ def model_factory(config: ExperimentConfig, spec: AlgoSpec, env_spaces: EnvSpace
     return build
 
 
-def build_replay(config: ExperimentConfig, seed: int) -> NStepReplayBuffer:
+def build_replay(config: ExperimentConfig, seed: int) -> NStepReplayBuffer | SequenceReplayBuffer:
     """The replay of the ``replay:`` section, with the algorithm's n-step horizon and discount."""
     r, algo, batch_B = config.replay, config.algo, config.sampler.batch_B
     common: dict[str, Any] = dict(n_step=algo.n_step, gamma=algo.gamma, seed=seed, frame_stack=r.frame_stack)
+    beta = LinearSchedule(r.beta_start, r.beta_end, r.beta_steps or config.runner.n_steps)
+    if r.kind == "sequence":
+        return SequenceReplayBuffer(
+            r.size,
+            batch_B,
+            sequence_length=r.sequence_length,
+            overlap=r.sequence_overlap,
+            burn_in=r.burn_in,
+            alpha=r.alpha,
+            eps=r.eps,
+            beta=beta,
+            eta=r.priority_eta,
+            **common,
+        )
     if r.kind == "prioritized":
-        beta = LinearSchedule(r.beta_start, 1.0, r.beta_steps or config.runner.n_steps)
         return PrioritizedReplayBuffer(r.size, batch_B, alpha=r.alpha, eps=r.eps, beta=beta, **common)
     return NStepReplayBuffer(r.size, batch_B, **common)
 

@@ -36,7 +36,13 @@ class OffPolicyAlgorithm(Algorithm):
         c = self.config
         self.build_optimizers(agent)
         self.replay = replay
-        self.updates_per_batch = max(1, round(c.replay_ratio * batch_T * batch_B / c.batch_size))
+        self.updates_per_batch = max(1, round(c.replay_ratio * batch_T * batch_B / self.samples_per_update))
+
+    @property
+    def samples_per_update(self) -> int:
+        """Env steps one gradient step trains on (``batch_size`` transitions; an algorithm
+        training on sequences counts their trained steps), for the replay ratio."""
+        return self.config.batch_size
 
     def build_optimizers(self, agent) -> None:
         raise NotImplementedError
@@ -68,7 +74,7 @@ class OffPolicyAlgorithm(Algorithm):
             priority = priority.abs()
             self.replay.update_priorities(sampled.indices, priority)
             self.updates += 1
-            self.samples_trained += c.batch_size
+            self.samples_trained += self.samples_per_update
             self.after_update()
             for key, value in diagnostics.items():
                 stats[key].append(value)

@@ -48,6 +48,8 @@ class AlgoSpec:
         policy: ``on`` (learns from the latest batch) or ``off`` (learns from a replay, built
             from the ``replay:`` section and handed to the algorithm).
         replay_defaults: the algorithm's defaults for the ``replay:`` section (off-policy only).
+        replay_kinds: ``replay.kind`` values it trains from (off-policy only): transitions
+            (uniform, prioritized) or sequences (sequence).
         runner_kinds: ``runner.kind`` values it runs under.
         sampler_kinds: ``sampler.kind`` values it runs with.
         recurrent_agent: import path of the agent built when the model has a recurrent core
@@ -68,6 +70,7 @@ class AlgoSpec:
     action_spaces: tuple[ActionSpaceKind, ...]
     policy: Literal["on", "off"]
     replay_defaults: Mapping[str, Any] = field(default_factory=dict)
+    replay_kinds: tuple[str, ...] = ("uniform", "prioritized")
     runner_kinds: tuple[str, ...]
     sampler_kinds: tuple[str, ...] = SAMPLER_KINDS
     recurrent_agent: str | Mapping[str, str] | None = None

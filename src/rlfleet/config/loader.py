@@ -251,6 +251,12 @@ def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any
             f"{spec.name} cannot act in {config.env.id}: its action space is "
             f"{type(env_spaces.action).__name__}, {spec.name} needs {needs}{hint}"
         )
+    if config.replay is not None and config.replay.kind not in spec.replay_kinds:
+        others = [s.name for s in algorithms().values() if s.off_policy and config.replay.kind in s.replay_kinds]
+        raise ConfigError(
+            f"replay.kind={config.replay.kind} does not train {spec.name} (it trains {', '.join(others)}); "
+            f"{spec.name} takes replay.kind {' or '.join(spec.replay_kinds)}"
+        )
     if config.recurrent:
         if not spec.recurrent:
             can = [s.name for s in algorithms().values() if s.recurrent]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
-from rlfleet.config.rules import Count, Device, NonNegative, NonNegInt, Positive, Probability
+from rlfleet.config.rules import Check, Count, Device, NonNegative, NonNegInt, Positive, Probability
 
 
 @dataclass
@@ -147,7 +147,7 @@ class RunnerConfig:
     async_lead_batches: Count = 2
 
 
-ReplayKind = Literal["uniform", "prioritized"]
+ReplayKind = Literal["uniform", "prioritized", "sequence"]
 REPLAY_KINDS: tuple[str, ...] = get_args(ReplayKind)
 
 
@@ -156,27 +156,56 @@ class ReplayConfig:
     """The replay buffer of off-policy algorithms (built by the composition root and handed to
     the algorithm; see `rlfleet.replays`).
 
+    Which kinds read which fields: every kind reads ``size`` and ``frame_stack``;
+    ``prioritized`` and ``sequence`` read ``alpha``, ``beta_start``, ``beta_end``,
+    ``beta_steps`` and ``eps``; only ``sequence`` reads ``sequence_length``,
+    ``sequence_overlap``, ``burn_in`` and ``priority_eta``.
+
     Attributes:
-        kind: one of `REPLAY_KINDS`: ``uniform`` or ``prioritized`` (proportional prioritized
-            replay, Schaul et al. 2016).
-        size: transitions the replay holds.
-        alpha: ``prioritized``: priority exponent.
-        beta_start: ``prioritized``: importance-weight exponent at the start, annealed linearly
-            to 1 ...
+        kind: one of `REPLAY_KINDS`: ``uniform`` or ``prioritized`` (transitions; proportional
+            prioritized replay, Schaul et al. 2016), or ``sequence`` (fixed-length sequences
+            with their stored recurrent start state, for recurrent value-based algorithms such
+            as r2d2; `rlfleet.replays.sequence`).
+        size: transitions (env steps, all envs together) the replay holds.
+        alpha: ``prioritized``, ``sequence``: priority exponent (``sequence`` with 0: uniform
+            sampling of sequences, no importance weights).
+        beta_start: importance-weight exponent at the start, annealed linearly to ``beta_end`` ...
+        beta_end: ... (1: full correction at the end; R2D2 keeps 0.6 throughout) ...
         beta_steps: ... over this many env steps (0: over the whole run).
-        eps: ``prioritized``: added to errors before the exponent.
+        eps: added to errors before the exponent.
         frame_stack: store stacked image observations one frame at a time and rebuild the
             stacks when sampling (set to the env's frame stack, e.g. 4 on Atari; 0: store
             observations whole).
+        sequence_length: ``sequence``: ``L``, the trained steps of a sequence (R2D2: 80).
+        sequence_overlap: ``sequence``: steps shared by adjacent sequences of an env; a new
+            sequence starts every ``sequence_length - sequence_overlap`` steps (R2D2: 40).
+        burn_in: ``sequence``: steps before the trained ones that only warm the recurrent state
+            up (unrolled without gradient; R2D2: 40).
+        priority_eta: ``sequence``: a sequence's priority is
+            ``eta * max_t |delta_t| + (1 - eta) * mean_t |delta_t|`` over its trained steps
+            (R2D2: 0.9).
     """
 
     kind: ReplayKind = "uniform"
     size: Count = 100_000
     alpha: NonNegative = 0.6
     beta_start: Probability = 0.4
+    beta_end: Probability = 1.0
     beta_steps: NonNegInt = 0
     eps: Positive = 1e-6
     frame_stack: NonNegInt = 0
+    sequence_length: Count = 80
+    sequence_overlap: NonNegInt = 40
+    burn_in: NonNegInt = 40
+    priority_eta: Probability = 0.9
+
+    checks: ClassVar[tuple[Check, ...]] = (
+        Check(
+            ("sequence_overlap", "sequence_length"),
+            lambda c: c.sequence_overlap < c.sequence_length,
+            "sequence_overlap < sequence_length",
+        ),
+    )
 
 
 @dataclass

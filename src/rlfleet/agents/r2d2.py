@@ -1,0 +1,79 @@
+"""The recurrent DQN agent of R2D2 and recurrent DQN: epsilon-greedy over a recurrent Q model
+(``model.core=lstm|gru``), with per-env state and a target copy of the model."""
+
+from __future__ import annotations
+
+import torch
+
+from rlfleet.agents.base import AgentStep
+from rlfleet.agents.dqn import DqnAgent
+from rlfleet.agents.recurrent import RnnStates
+from rlfleet.envs.spaces import EnvSpaces
+from rlfleet.errors import ConfigError
+from rlfleet.utils.namedarraytuple import namedarraytuple
+
+R2d2AgentInfo = namedarraytuple("R2d2AgentInfo", ["q", "prev_rnn_state"])
+
+
+class R2d2Agent(DqnAgent):
+    """Acts epsilon-greedily on ``Q(h_t, .)`` of a recurrent Q model, holding one state per env.
+
+    Sampling: ``step(observation [B,..], prev_action [B], prev_reward [B])`` runs one step from
+    the held state, records that state as ``agent_info.prev_rnn_state [B,S]`` (zero at an
+    episode's first step: ``reset_envs`` zeroed it) and keeps the next one. Evaluation keeps its
+    own state, zeroed at the start of every evaluation. Training: ``agent(observation [T,B,..],
+    prev_action, prev_reward, rnn_state [B,S], episode_start [T,B])`` and ``agent.target(...)``
+    unroll the online and target networks and return ``(q [T,B,A], state after the last step)``.
+
+    Args:
+        model_factory, config, device: as for `DqnAgent` (epsilon schedule in
+            `DqnAgentConfig`).
+    """
+
+    recurrent = True
+
+    def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
+        super().initialize(env_spaces, seed)
+        if self.model.rnn_state_size == 0:
+            raise ConfigError("a recurrent Q agent needs a model with a core: set model.core=lstm or model.core=gru")
+        self.rnn_states = RnnStates(self.model.rnn_state_size, self.device)
+
+    def _unroll(self, model, observation, prev_action, prev_reward, rnn_state, episode_start):
+        inputs = self.to_model_inputs(observation, prev_action, prev_reward)
+        starts = None if episode_start is None else episode_start.to(self.device)
+        return model(*inputs, rnn_state.to(self.device), starts)
+
+    def __call__(self, observation, prev_action, prev_reward, rnn_state, episode_start=None):
+        """The online network unrolled from ``rnn_state``: ``(q [T,B,A], next state [B,S])``."""
+        return self._unroll(self.model, observation, prev_action, prev_reward, rnn_state, episode_start)
+
+    def target(self, observation, prev_action, prev_reward, rnn_state, episode_start=None):
+        """The target network unrolled from ``rnn_state``: ``(q [T,B,A], next state [B,S])``."""
+        return self._unroll(self.target_model, observation, prev_action, prev_reward, rnn_state, episode_start)
+
+    @torch.no_grad()
+    def step(self, observation, prev_action, prev_reward) -> AgentStep:
+        mode = "eval" if self._mode == "eval" else "sample"
+        state = self.rnn_states.get(mode, prev_reward.shape[0])
+        q, next_state = self(observation, prev_action, prev_reward, state)
+        self.rnn_states.set(mode, next_state)
+        q = q.cpu()
+        self.distribution.epsilon = self.eps_eval if self._mode == "eval" else self.eps_schedule(self.env_steps)
+        action = self.distribution.sample(q, generator=self.rng)
+        return AgentStep(action=action, agent_info=R2d2AgentInfo(q=q, prev_rnn_state=state.cpu()))
+
+    def reset_envs(self, done: torch.Tensor) -> None:
+        """Zero the state of the envs (of the current mode) whose episode just ended."""
+        self.rnn_states.reset("eval" if self._mode == "eval" else "sample", done)
+
+    def eval_mode(self, env_steps: int) -> None:
+        """Every evaluation starts its envs from zero state."""
+        super().eval_mode(env_steps)
+        self.rnn_states.clear("eval")
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "rnn_states": self.rnn_states.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.rnn_states.load_state_dict(state["rnn_states"])

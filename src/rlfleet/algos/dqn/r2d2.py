@@ -1,0 +1,95 @@
+"""R2D2 (Kapturowski et al. 2019): recurrent DQN trained on replayed sequences, and its
+zero-start-state, no-burn-in form (recurrent DQN, ``rdqn``).
+
+One update, as the paper's Figure/Section 3 describe it:
+
+1. sample N sequences of ``burn_in + L + n`` steps from the sequence replay (prioritized by
+   ``eta * max |delta| + (1 - eta) * mean |delta|``), each with the recurrent state the actor
+   stored at its first step (``stored_state``; else zeros);
+2. burn-in: unroll the online and the target network over the first ``burn_in`` steps without
+   gradient, so that both start the trained steps from a state produced by their own weights;
+3. unroll both over the remaining steps (the online one with gradient);
+4. n-step double-Q targets with the invertible value rescaling ``h`` (Pohlen et al. 2018):
+   ``y_t = h(R_t + gamma^m h^-1(Q_target(s_{t+m}, argmax_a Q(s_{t+m}, a))))``, no bootstrap
+   after a termination, the final observation's Q after a truncation (the replay's
+   ``bootstrap_t, bootstrap_b`` point at it);
+5. loss ``0.5 (y_t - Q(s_t, a_t))^2`` (or Huber) averaged over each sequence's valid trained
+   steps, weighted by the importance weights, one Adam step;
+6. per-step ``|delta_t|`` back to the replay (which mixes them into sequence priorities), and a
+   hard target copy every ``target_update_interval`` updates.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rlfleet.algos.dqn.dqn import DQN
+from rlfleet.algos.specs.r2d2 import R2D2Config
+from rlfleet.errors import ConfigError
+from rlfleet.replays.sequence import SequenceBatch, SequenceReplayBuffer
+
+
+class R2D2(DQN):
+    """Recurrent DQN over a `SequenceReplayBuffer` (``replay.kind=sequence``).
+
+    ``algo.batch_size`` counts sequences; the replay ratio counts trained steps
+    (``batch_size * sequence_length`` per update).
+    """
+
+    config: R2D2Config
+    replay: SequenceReplayBuffer
+
+    def initialize(self, agent, n_steps, batch_T, batch_B, replay=None):
+        if not isinstance(replay, SequenceReplayBuffer):
+            raise ConfigError("r2d2 and rdqn train on sequences: set replay.kind=sequence")
+        self.replay = replay  # samples_per_update reads it
+        super().initialize(agent, n_steps, batch_T, batch_B, replay)
+
+    @property
+    def samples_per_update(self) -> int:
+        return self.config.batch_size * self.replay.L
+
+    def gradient_step(self, batch: SequenceBatch, weights: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        c, agent, device = self.config, self.agent, self.agent.device
+        samples, burn_in = batch.samples, batch.burn_in
+        L, N = batch.return_.shape
+        inputs, episode_start = samples.agent_inputs, samples.episode_start
+        start = batch.start_state if c.stored_state else torch.zeros_like(batch.start_state)
+        agent.reset_noise()
+
+        # 1. burn-in: warm both networks' state up without gradient
+        online_state = target_state = start
+        if burn_in:
+            with torch.no_grad():
+                _, online_state = agent(*inputs[:burn_in], start, episode_start[:burn_in])
+                _, target_state = agent.target(*inputs[:burn_in], start, episode_start[:burn_in])
+
+        # 2. unroll the trained steps and the bootstrap tail: [W - burn_in, N + K, A]
+        q, _ = agent(*inputs[burn_in:], online_state, episode_start[burn_in:])
+        with torch.no_grad():
+            target_q, _ = agent.target(*inputs[burn_in:], target_state, episode_start[burn_in:])
+
+        # 3. double-Q n-step targets through the value rescaling h
+        t, b = (batch.bootstrap_t - burn_in).to(device), batch.bootstrap_b.to(device)  # [L, N]
+        selector = q.detach() if c.double else target_q
+        next_action = selector[t, b].argmax(dim=-1, keepdim=True)
+        next_q = target_q[t, b].gather(-1, next_action).squeeze(-1)
+        y = self.bootstrap(batch.return_.to(device), batch.discount.to(device), next_q)
+
+        # 4. loss over the valid trained steps of the N sequences, importance-weighted
+        action = samples.action[burn_in : burn_in + L, :N].to(device).long()
+        q_taken = q[:L, :N].gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        valid = samples.valid[burn_in : burn_in + L, :N].to(device).float()
+        td = y - q_taken
+        if c.loss == "huber":
+            step_loss = F.huber_loss(q_taken, y, delta=c.huber_delta, reduction="none")
+        else:
+            step_loss = 0.5 * td.square()
+        sequence_loss = (step_loss * valid).sum(0) / valid.sum(0).clamp(min=1.0)
+        loss = self.weighted_mean(sequence_loss, None if weights is None else weights.to(device))
+        grad_norm = self.optimizer.step(loss)
+
+        # 5. per-step errors back to the replay (it mixes them into sequence priorities)
+        diagnostics = {"loss": loss.detach(), "grad_norm": grad_norm, "q": q_taken.mean().detach()}
+        return (td.detach() * valid).cpu(), diagnostics
