@@ -69,6 +69,10 @@ class Case:
         rlfleet_overrides: ``f(hp) -> list of dotted overrides`` for ``rlfleet.experiment.train``.
         sb3_model: ``f(hp, env, seed) -> SB3 model`` (``env``: the training VecEnv).
         sb3_n_envs: ``f(hp) -> training envs`` of the SB3 VecEnv.
+        variants: further rlfleet runs measured in the same rounds, by label: ``f(hp) -> dotted
+            overrides`` added to ``rlfleet_overrides(hp)`` (e.g. the feed-forward model beside a
+            recurrent one).
+        peer: the peer's name in reports.
     """
 
     name: str
@@ -78,6 +82,13 @@ class Case:
     rlfleet_overrides: Callable[[dict[str, Any]], list[str]]
     sb3_model: Callable[[dict[str, Any], Any, int], Any]
     sb3_n_envs: Callable[[dict[str, Any]], int] = field(default=lambda hp: 1)
+    variants: dict[str, Callable[[dict[str, Any]], list[str]]] = field(default_factory=dict)
+    peer: str = "SB3"
+
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        """What each round runs, in order: rlfleet, the peer (``sb3``), then the variants."""
+        return (*LIBRARIES, *self.variants)
 
 
 def num(value: float) -> str:
@@ -344,6 +355,74 @@ def sac_sb3_model(hp: dict[str, Any], env: Any, seed: int) -> Any:
     )
 
 
+# ----- rppo-cartpolenovel: rl-baselines3-zoo's tuned RecurrentPPO CartPoleNoVel-v1 ------------
+
+RPPO_CARTPOLENOVEL_HP: dict[str, Any] = dict(
+    PPO_CARTPOLE_HP,
+    total_steps=100_000,
+    n_envs=8,
+    n_steps=32,
+    batch_size=256,
+    n_epochs=20,
+    learning_rate=1e-3,  # rl-zoo anneals it linearly (lin_0.001) ...
+    clip_range=0.2,  # ... and the clip range (lin_0.2): both libraries anneal them here
+    gamma=0.98,
+    gae_lambda=0.8,
+    lstm_hidden_size=256,  # sb3-contrib MlpLstmPolicy defaults: LSTM 256, then pi/vf MLPs 64x64 tanh
+)
+
+
+def rppo_rlfleet_overrides(hp: dict[str, Any]) -> list[str]:
+    # sb3-contrib RecurrentPPO -> rlfleet PPO with an LSTM core: the observation goes straight into
+    # the LSTM (FlattenExtractor), the actor and the critic each have their own LSTM
+    # (enable_critic_lstm=True, shared_lstm=False), then 64x64 tanh MLPs; rlfleet cuts no
+    # sequences shorter than n_steps (sb3-contrib splits them at episode starts, rlfleet resets
+    # inside the unroll: the same computation).
+    ppo = [o for o in ppo_rlfleet_overrides(hp) if not o.startswith(("algo.anneal", "model.hidden_sizes"))]
+    return [
+        *ppo,
+        "algo.anneal_lr=true",
+        "algo.anneal_clip=true",
+        "model.core=lstm",
+        f"model.core_size={int(hp['lstm_hidden_size'])}",
+        "model.critic_core=own",
+        "model.hidden_sizes=[]",
+        "model.head_sizes=[64,64]",
+    ]
+
+
+def rppo_sb3_model(hp: dict[str, Any], env: Any, seed: int) -> Any:
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.utils import get_linear_fn
+
+    return RecurrentPPO(
+        "MlpLstmPolicy",
+        env,
+        learning_rate=get_linear_fn(hp["learning_rate"], 0.0, 1.0),
+        n_steps=hp["n_steps"],
+        batch_size=hp["batch_size"],
+        n_epochs=hp["n_epochs"],
+        gamma=hp["gamma"],
+        gae_lambda=hp["gae_lambda"],
+        clip_range=get_linear_fn(hp["clip_range"], 0.0, 1.0),
+        clip_range_vf=None,
+        normalize_advantage=True,
+        ent_coef=hp["ent_coef"],
+        vf_coef=hp["vf_coef"],
+        max_grad_norm=hp["max_grad_norm"],
+        target_kl=None,
+        policy_kwargs=dict(lstm_hidden_size=int(hp["lstm_hidden_size"])),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def feed_forward_overrides(hp: dict[str, Any]) -> list[str]:
+    """The same run without the LSTM: a 64x64 MLP per head straight on the observation."""
+    return ["model.core=none"]
+
+
 CASES: dict[str, Case] = {
     case.name: case
     for case in (
@@ -358,6 +437,17 @@ CASES: dict[str, Case] = {
         ),
         Case("dqn-cartpole", "CartPole-v1", "dqn", DQN_CARTPOLE_HP, dqn_rlfleet_overrides, dqn_sb3_model),
         Case("sac-pendulum", "Pendulum-v1", "sac", SAC_PENDULUM_HP, sac_rlfleet_overrides, sac_sb3_model),
+        Case(
+            "rppo-cartpolenovel",
+            "CartPoleNoVel-v1",
+            "ppo",
+            RPPO_CARTPOLENOVEL_HP,
+            rppo_rlfleet_overrides,
+            rppo_sb3_model,
+            lambda hp: int(hp["n_envs"]),
+            variants={"rlfleet-ff": feed_forward_overrides},
+            peer="sb3-contrib",
+        ),
     )
 }
 
@@ -401,7 +491,9 @@ class EvalClock:
         }
 
 
-def run_rlfleet(case: Case, hp: dict[str, Any], seed: int, threads: int, workdir: str) -> dict[str, Any]:
+def run_rlfleet(
+    case: Case, hp: dict[str, Any], seed: int, threads: int, workdir: str, variant: str | None = None
+) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
@@ -418,20 +510,24 @@ def run_rlfleet(case: Case, hp: dict[str, Any], seed: int, threads: int, workdir
         return row
 
     MinibatchRlEval.evaluate = timed_evaluate  # this subprocess only
-    overrides = case.rlfleet_overrides(hp) + [
-        f"runner.n_steps={hp['total_steps']}",
-        f"runner.eval_interval_steps={hp['eval_interval']}",
-        f"runner.eval_episodes={hp['eval_episodes']}",
-        f"runner.eval_envs={hp['eval_envs']}",
-        f"runner.log_interval_steps={hp['eval_interval']}",
-        "runner.checkpoint_interval_steps=0",
-        f"runner.torch_threads={threads}",
-        "runner.device=cpu",
-        "sampler.kind=serial",
-        "logger.console=false",
-        "logger.tensorboard=false",
-        "logger.wandb=false",
-    ]
+    overrides = (
+        case.rlfleet_overrides(hp)
+        + (case.variants[variant](hp) if variant else [])
+        + [
+            f"runner.n_steps={hp['total_steps']}",
+            f"runner.eval_interval_steps={hp['eval_interval']}",
+            f"runner.eval_episodes={hp['eval_episodes']}",
+            f"runner.eval_envs={hp['eval_envs']}",
+            f"runner.log_interval_steps={hp['eval_interval']}",
+            "runner.checkpoint_interval_steps=0",
+            f"runner.torch_threads={threads}",
+            "runner.device=cpu",
+            "sampler.kind=serial",
+            "logger.console=false",
+            "logger.tensorboard=false",
+            "logger.wandb=false",
+        ]
+    )
     run_dir, _ = train(case.rlfleet_algorithm, case.env_id, overrides, seed=seed, name="speed", root=workdir)
     result = clock.summary(hp["threshold"])
     # Cross-check against what rlfleet itself logged (CumTime there includes evaluation time).
@@ -450,6 +546,9 @@ def run_sb3(case: Case, hp: dict[str, Any], seed: int, threads: int, workdir: st
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
+    from rlfleet.envs.make import register_extra_envs
+
+    register_extra_envs(case.env_id)  # rlfleet's own ids (CartPoleNoVel-v1) for SB3's gym.make
     env = make_vec_env(case.env_id, n_envs=case.sb3_n_envs(hp), seed=seed)
     eval_env = make_vec_env(case.env_id, n_envs=int(hp["eval_envs"]), seed=seed + 10_000)
     clock = EvalClock()
@@ -496,8 +595,9 @@ WORKERS = {"rlfleet": run_rlfleet, "sb3": run_sb3}
 
 def worker_main(spec_json: str, result_path: str) -> int:
     spec = json.loads(spec_json)
-    case = CASES[spec["case"]]
-    result = WORKERS[spec["library"]](case, spec["hp"], spec["seed"], spec["threads"], spec["workdir"])
+    case, library = CASES[spec["case"]], spec["library"]
+    args = (case, spec["hp"], spec["seed"], spec["threads"], spec["workdir"])
+    result = run_rlfleet(*args, variant=library) if library in case.variants else WORKERS[library](*args)
     Path(result_path).write_text(json.dumps(result))
     return 0
 
@@ -542,9 +642,9 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def summarise(results: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
+def summarise(results: list[dict[str, Any]], libraries: tuple[str, ...]) -> list[dict[str, Any]]:
     rows = []
-    for library in LIBRARIES:
+    for library in libraries:
         runs = [r for r in results if r["library"] == library]
         hits = [r["threshold_time_s"] for r in runs if r["threshold_time_s"] is not None]
         rows.append(
@@ -568,22 +668,25 @@ def summarise(results: list[dict[str, Any]], threshold: float) -> list[dict[str,
 
 
 def markdown(case: Case, hp: dict[str, Any], results: list[dict[str, Any]], threads: int) -> str:
-    threshold = hp["threshold"]
-    rows = summarise(results, threshold)
+    threshold, n = hp["threshold"], len(case.libraries)
+    rows = summarise(results, case.libraries)
     lines = [
-        f"### {case.name}: {case.env_id}, {hp['total_steps']} env steps, rounds: {len(results) // 2}, "
+        f"### {case.name}: {case.env_id}, {hp['total_steps']} env steps, rounds: {len(results) // n}, "
         f"{threads} torch thread(s)",
         "",
         "| library | env steps/s (median) | steps/s min-max | train time s | "
-        f"time to {threshold:g} s (reached) | peak RSS MiB | final eval return | steps/s ratio rlfleet/SB3 |",
+        f"time to {threshold:g} s (reached) | peak RSS MiB | final eval return | steps/s ratio to {case.peer} |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        label = case.peer if r["library"] == "sb3" else r["library"]
         lines.append(
-            f"| {r['library']} | {r['sps']:.0f} | {r['sps_min']:.0f}-{r['sps_max']:.0f} | {r['train_s']:.1f} | "
+            f"| {label} | {r['sps']:.0f} | {r['sps_min']:.0f}-{r['sps_max']:.0f} | {r['train_s']:.1f} | "
             f"{fmt(r['threshold_s'])} ({r['reached']}/{r['runs']}) | {r['rss']:.0f} | {r['final_return']:.1f} | "
             f"{r['ratio']:.2f} |"
         )
+    for r in rows[2:]:
+        lines += ["", f"rlfleet / {r['library']} env steps/s: {rows[0]['sps'] / r['sps']:.2f}"]
     lines += [
         "",
         "Medians over rounds. Training time excludes setup and every evaluation; time to threshold is "
@@ -598,7 +701,7 @@ def markdown(case: Case, hp: dict[str, Any], results: list[dict[str, Any]], thre
     ]
     for i, r in enumerate(results):
         lines.append(
-            f"| {i // 2 + 1} | {r['library']} | {r['seed']} | {r['steps']} | {r['steps_per_s']:.0f} | "
+            f"| {i // n + 1} | {r['library']} | {r['seed']} | {r['steps']} | {r['steps_per_s']:.0f} | "
             f"{r['train_time_s']:.1f} | {r['eval_time_s']:.1f} | {r['process_wall_s']:.1f} | "
             f"{r['peak_rss_mib']:.0f} | {r['threshold_steps'] if r['threshold_steps'] is not None else '-'} | "
             f"{r['final_return']:.1f} |"
@@ -635,7 +738,7 @@ def machine_info(threads: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", choices=sorted(CASES), default="ppo-cartpole")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of (rlfleet, SB3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (rlfleet, the peer, variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in both")
     parser.add_argument("--seed", type=int, default=0, help="round i uses seed + i, the same in both")
     parser.add_argument("--steps", type=int, default=None, help="env-step budget (default: the case's)")
@@ -665,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for i in range(args.rounds):
         seed = args.seed + i
-        for library in LIBRARIES:
+        for library in case.libraries:
             print(f"round {i + 1}/{args.rounds}: {library} (seed {seed}) ...", file=sys.stderr, flush=True)
             r = run_in_subprocess(library, case, hp, seed, args.threads)
             print(

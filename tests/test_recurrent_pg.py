@@ -262,3 +262,24 @@ def test_recurrent_ppo_learns_a_memory_task(tmp_path):
     ]
     run, _ = train("ppo", "memory_envs:CueRecall", overrides, root=tmp_path)
     assert max(eval_returns(run)) >= 0.9
+
+
+def test_load_agent_and_eval_of_a_recurrent_run(tmp_path):
+    """``load_agent``'s policy carries the state between calls and forgets it on ``reset``;
+    ``rlfleet eval`` runs a recurrent run's agent."""
+    from rlfleet import load_agent
+
+    run, _ = train("ppo", "CartPoleNoVel-v1", [*PPO_SMALL, "runner.n_steps=256"], root=tmp_path)
+    policy = load_agent(run)
+    obs = np.zeros((2, 4), np.float32)
+    obs[1] = 0.05
+    first = [policy.act(obs) for _ in range(3)]
+    state = policy.agent.rnn_states.states["eval"].clone()
+    assert state.abs().sum() > 0
+    policy.reset(np.array([True, False]))
+    after = policy.agent.rnn_states.states["eval"]
+    assert after[0].abs().sum() == 0 and torch.equal(after[1], state[1])
+    policy.reset()
+    assert np.array_equal(policy.act(obs), first[0])  # from zero state again
+    out = rlfleet("eval", str(run), "--episodes", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr

@@ -43,7 +43,9 @@ class Anchor:
 @dataclass
 class BenchEntry:
     """One algorithm on one env, run for several seeds; ``label`` names a variant (e.g.
-    ``dqn+per`` for dqn with ``replay.kind=prioritized``) in the report, plots and run names."""
+    ``dqn+per`` for dqn with ``replay.kind=prioritized``) in the report, plots and run names.
+    A ``control`` entry shows what a task needs (a feed-forward agent on a memory task): it
+    passes when its median final return stays *below* ``threshold``."""
 
     algorithm: str
     env: str
@@ -54,6 +56,10 @@ class BenchEntry:
     preset: str | None = None
     anchor: Anchor | None = None
     label: str | None = None
+    control: bool = False
+
+    def passed(self, median_final: float) -> bool:
+        return median_final < self.threshold if self.control else median_final >= self.threshold
 
     @property
     def title(self) -> str:
@@ -209,7 +215,8 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         suite.description,
         "",
         f"Reproduce: `rlfleet bench {suite.name}`. Final return: deterministic evaluation at the end of the "
-        "budget, median [min, max] over seeds. Pass: median final return >= threshold. Steps and time to "
+        "budget, median [min, max] over seeds. Pass: median final return >= threshold (a control entry, "
+        "threshold shown as `< t`: median final return below it). Steps and time to "
         "threshold: median over seeds of the first evaluation at or above it.",
         "",
         "| algorithm | env | steps | seeds | final return | threshold | pass | steps to threshold "
@@ -227,8 +234,8 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         anchor = f"{entry.anchor.value:g} ({entry.anchor.source})" if entry.anchor else ""
         lines.append(
             f"| {entry.title} | {entry.env} | {entry.steps:,} | {len(runs)} | {median_final:.1f} "
-            f"[{min(finals):.1f}, {max(finals):.1f}] | {entry.threshold:g} | "
-            f"{'pass' if median_final >= entry.threshold else 'FAIL'} | "
+            f"[{min(finals):.1f}, {max(finals):.1f}] | {'< ' if entry.control else ''}{entry.threshold:g} | "
+            f"{'pass' if entry.passed(median_final) else 'FAIL'} | "
             f"{'-' if steps_hit in (None, float('inf')) else f'{steps_hit:,.0f}'} | "
             f"{'-' if time_hit in (None, float('inf')) else f'{time_hit:.0f}'} | "
             f"{statistics.median(r.steps_per_second for r in runs):,.0f} | "

@@ -190,6 +190,11 @@ def checkpoint_label(state: Mapping[str, Any]) -> str:
     return f"checkpoint {path}" if path is not None else "the checkpoint"
 
 
+PER_ENV_AGENT_STATE = ("rnn_states",)
+"""Agent state entries sized by the number of envs rather than the model: left out of the shape
+check, so a run's agent loads into any number of evaluation envs."""
+
+
 def check_checkpoint(
     state: Mapping[str, Any],
     algorithm: str | None = None,
@@ -209,7 +214,11 @@ def check_checkpoint(
         if written_by != algorithm:
             raise CheckpointError(f"{label} was written by {written_by}, this run is {algorithm}")
     if agent_state is not None and "agent" in state:
-        problem = _tensor_difference(state["agent"], agent_state, ())
+        # per-env state (a recurrent agent's rnn_states) is sized by the envs, not the model
+        saved, fresh = (
+            {k: v for k, v in s.items() if k not in PER_ENV_AGENT_STATE} for s in (state["agent"], agent_state)
+        )
+        problem = _tensor_difference(saved, fresh, ())
         if problem is not None:
             raise CheckpointError(f"{label}: {problem}")
 

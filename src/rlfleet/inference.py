@@ -57,6 +57,7 @@ class Policy:
         self.observation_space = env.observation_space
         self.action_space = env.action_space  # the agent's (Box actions in [-1, 1])
         self._deterministic = True
+        self._n_envs: int | None = None
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         """The Gymnasium env as rlfleet builds it for this run's evaluation (``env.*`` options,
@@ -79,11 +80,21 @@ class Policy:
             f"was expected, got shape {list(obs.shape)}"
         )
 
+    def reset(self, done: Any = None) -> None:
+        """Start new episodes: every env (``done`` None) or those where ``done [N]`` is True.
+        A recurrent agent (``model.core``) carries its state from one ``act`` to the next and
+        forgets it here; a feed-forward one has nothing to forget."""
+        if self._n_envs is None:  # nothing acted yet
+            return
+        mask = torch.ones(self._n_envs, dtype=torch.bool) if done is None else torch.as_tensor(done, dtype=torch.bool)
+        self.agent.reset_envs(mask.reshape(self._n_envs))
+
     def act(self, observation: Any, deterministic: bool = True) -> Any:
         """The action for one observation (an ``int`` for Discrete actions, an array for Box
         ones) or for a batch ``[N, ...]`` (an ``[N]`` or ``[N, ...]`` array). ``deterministic``:
         the agent's evaluation behaviour (as ``rlfleet eval``); False samples with the agent's
-        own exploration (as its training sampler, at the checkpoint's schedules)."""
+        own exploration (as its training sampler, at the checkpoint's schedules). A recurrent
+        agent continues from the state its last call left (call `reset` at episode ends)."""
         obs, single = self._observations(observation)
         if deterministic != self._deterministic:
             (self.agent.eval_mode if deterministic else self.agent.sample_mode)(self.steps)
@@ -91,6 +102,7 @@ class Policy:
         if self.obs_normalizer is not None:
             obs = self.obs_normalizer(obs, update=False)
         n = len(obs) if not isinstance(self.observation_space, Composite) else 1
+        self._n_envs = n
         prev_action = torch.from_numpy(buffer_from_example(self.action_space.null_value(), (n,)))
         prev_reward = torch.zeros(n)
         action = self.agent.step(torchify_buffer(obs), prev_action, prev_reward).action.numpy()
