@@ -42,6 +42,7 @@ OFF_POLICY = [
     "algo.batch_size=32",
     "algo.replay_ratio=4",
 ]
+RECURRENT = ["model.core=lstm", "model.core_size=16", "model.hidden_sizes=[16]", "model.head_sizes=[16]"]
 DISCRETE_VALUE = ["dqn", "c51", "rainbow", "qrdqn", "iqn", "fqf", "mdqn", "miqn", "sac_discrete"]
 CONTINUOUS = ["ddpg", "td3", "sac", "tac"]
 
@@ -60,6 +61,12 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "dqn-CartPole-per-nstep": ("dqn", "CartPole-v1", [*OFF_POLICY, "replay.kind=prioritized", "algo.n_step=3"]),
     **{f"{a}-Pendulum": (a, "Pendulum-v1", OFF_POLICY) for a in CONTINUOUS},
     "sac-Pendulum-per": ("sac", "Pendulum-v1", [*OFF_POLICY, "replay.kind=prioritized"]),
+    "ppo-CartPoleNoVel-lstm": (
+        "ppo",
+        "CartPoleNoVel-v1",
+        [*ON_POLICY, *RECURRENT, "algo.minibatch_size=32", "algo.epochs=2", "algo.sequence_length=8"],
+    ),
+    "a2c-CartPoleNoVel-gru": ("a2c", "CartPoleNoVel-v1", [*ON_POLICY, *RECURRENT, "model.core=gru"]),
 }
 
 
