@@ -38,18 +38,21 @@ class R2d2Agent(DqnAgent):
             raise ConfigError("a recurrent Q agent needs a model with a core: set model.core=lstm or model.core=gru")
         self.rnn_states = RnnStates(self.model.rnn_state_size, self.device)
 
-    def _unroll(self, model, observation, prev_action, prev_reward, rnn_state, episode_start):
+    def _unroll(self, model, observation, prev_action, prev_reward, rnn_state, episode_start, final_state):
         inputs = self.to_model_inputs(observation, prev_action, prev_reward)
         starts = None if episode_start is None else episode_start.to(self.device)
-        return model(*inputs, rnn_state.to(self.device), starts)
+        return model(*inputs, rnn_state.to(self.device), starts, final_state)
 
-    def __call__(self, observation, prev_action, prev_reward, rnn_state, episode_start=None):
-        """The online network unrolled from ``rnn_state``: ``(q [T,B,A], next state [B,S])``."""
-        return self._unroll(self.model, observation, prev_action, prev_reward, rnn_state, episode_start)
+    def __call__(self, observation, prev_action, prev_reward, rnn_state, episode_start=None, final_state=True):
+        """The online network unrolled from ``rnn_state``: ``(q [T,B,A], next state [B,S])``
+        (the state may be None with ``final_state=False``, the core's faster path)."""
+        return self._unroll(self.model, observation, prev_action, prev_reward, rnn_state, episode_start, final_state)
 
-    def target(self, observation, prev_action, prev_reward, rnn_state, episode_start=None):
+    def target(self, observation, prev_action, prev_reward, rnn_state, episode_start=None, final_state=True):
         """The target network unrolled from ``rnn_state``: ``(q [T,B,A], next state [B,S])``."""
-        return self._unroll(self.target_model, observation, prev_action, prev_reward, rnn_state, episode_start)
+        return self._unroll(
+            self.target_model, observation, prev_action, prev_reward, rnn_state, episode_start, final_state
+        )
 
     @torch.no_grad()
     def step(self, observation, prev_action, prev_reward) -> AgentStep:

@@ -108,26 +108,30 @@ class ActionValueModel(nn.Module):
         prev_reward: torch.Tensor,
         rnn_state: torch.Tensor,
         episode_start: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        final_state: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder -> core -> heads: ``observation [T,B,...]`` (or ``[B,...]``, or one),
         ``rnn_state [B,S]`` (the state before the first step), ``episode_start [T,B]`` bool or
-        None -> ``(outputs [..., A, M], state after the last step [B,S])``."""
+        None -> ``(outputs [..., A, M], state after the last step [B,S])`` (the state may be
+        None when ``final_state`` is False: the core's faster path, see `RecurrentCore`)."""
         lead_dim, T, B = observation_leading_dims(observation, self.observation_space)
         features = self.encoder(observation, T * B)
         if self.core_prev_action_reward:
             extra = previous_action_reward(prev_action, prev_reward, self.action_space)
             features = torch.cat([features, extra], -1)
         starts = episode_start.reshape(T, B) if episode_start is not None else None
-        out, next_state = self.core(features.view(T, B, -1), rnn_state.reshape(B, self.rnn_state_size), starts)
-        if lead_dim == 0:
+        state = rnn_state.reshape(B, self.rnn_state_size)
+        out, next_state = self.core(features.view(T, B, -1), state, starts, final_state)
+        if lead_dim == 0 and next_state is not None:
             next_state = next_state.squeeze(0)
         return restore_leading_dims(self.heads(out.reshape(T * B, -1)), lead_dim, T, B), next_state
 
 
 class QModel(ActionValueModel):
     """``(observation, prev_action, prev_reward) -> q [..., n]``; with a core,
-    ``(observation, prev_action, prev_reward, rnn_state [B,S], episode_start [T,B] | None) ->
-    (q [..., n], next state [B,S])`` (R2D2's recurrent Q-network).
+    ``(observation, prev_action, prev_reward, rnn_state [B,S], episode_start [T,B] | None,
+    final_state=True) -> (q [..., n], next state [B,S])`` (R2D2's recurrent Q-network; the
+    state may be None without ``final_state``).
 
     Args:
         observation_space, action_space: env spaces (action space must be Discrete).
@@ -177,8 +181,11 @@ class QModel(ActionValueModel):
         prev_reward: torch.Tensor,
         rnn_state: torch.Tensor | None = None,
         episode_start: torch.Tensor | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        final_state: bool = True,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         if self.core is None:
             return self.per_action_outputs(observation).squeeze(-1)
-        out, next_state = self.recurrent_outputs(observation, prev_action, prev_reward, rnn_state, episode_start)
+        out, next_state = self.recurrent_outputs(
+            observation, prev_action, prev_reward, rnn_state, episode_start, final_state
+        )
         return out.squeeze(-1), next_state

@@ -13,8 +13,9 @@ One update, as the paper's Figure/Section 3 describe it:
    ``y_t = h(R_t + gamma^m h^-1(Q_target(s_{t+m}, argmax_a Q(s_{t+m}, a))))``, no bootstrap
    after a termination, the final observation's Q after a truncation (the replay's
    ``bootstrap_t, bootstrap_b`` point at it);
-5. loss ``0.5 (y_t - Q(s_t, a_t))^2`` (or Huber) averaged over each sequence's valid trained
-   steps, weighted by the importance weights, one Adam step;
+5. loss ``0.5 (y_t - Q(s_t, a_t))^2`` (or Huber) summed over each sequence's valid trained
+   steps (as the paper and Acme do: with Adam's eps 1e-3 the scale matters), averaged over the
+   sequences with the importance weights, one Adam step;
 6. per-step ``|delta_t|`` back to the replay (which mixes them into sequence priorities), and a
    hard target copy every ``target_update_interval`` updates.
 """
@@ -66,9 +67,9 @@ class R2D2(DQN):
                 _, target_state = agent.target(*inputs[:burn_in], start, episode_start[:burn_in])
 
         # 2. unroll the trained steps and the bootstrap tail: [W - burn_in, N + K, A]
-        q, _ = agent(*inputs[burn_in:], online_state, episode_start[burn_in:])
+        q, _ = agent(*inputs[burn_in:], online_state, episode_start[burn_in:], final_state=False)
         with torch.no_grad():
-            target_q, _ = agent.target(*inputs[burn_in:], target_state, episode_start[burn_in:])
+            target_q, _ = agent.target(*inputs[burn_in:], target_state, episode_start[burn_in:], final_state=False)
 
         # 3. double-Q n-step targets through the value rescaling h
         t, b = (batch.bootstrap_t - burn_in).to(device), batch.bootstrap_b.to(device)  # [L, N]
@@ -86,7 +87,7 @@ class R2D2(DQN):
             step_loss = F.huber_loss(q_taken, y, delta=c.huber_delta, reduction="none")
         else:
             step_loss = 0.5 * td.square()
-        sequence_loss = (step_loss * valid).sum(0) / valid.sum(0).clamp(min=1.0)
+        sequence_loss = (step_loss * valid).sum(0)  # summed over time, as in the paper
         loss = self.weighted_mean(sequence_loss, None if weights is None else weights.to(device))
         grad_norm = self.optimizer.step(loss)
 
