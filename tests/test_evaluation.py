@@ -26,6 +26,9 @@ class InitialStateRecorder:
             self.new_evaluation = False
         return SimpleNamespace(action=torch.zeros(len(observation), 1))
 
+    def reset_envs(self, done: torch.Tensor) -> None:
+        """No per-env state to forget."""
+
 
 def initial_states(run_seed: int, evaluations: int = 3, envs: int = 5) -> set[tuple[float, ...]]:
     """The initial states of every eval env's first episode over a run's first ``evaluations``."""
