@@ -16,6 +16,7 @@ REPRESENTATIVE = {
     "atari": "ALE/Pong-v5",
     "minatar": "MinAtar/Breakout-v1",
     "dmc": "dmc:cheetah-run",
+    "memory": "CartPoleNoVel-v1",
 }
 
 
