@@ -43,6 +43,17 @@ OFF_POLICY = [
     "algo.replay_ratio=4",
 ]
 RECURRENT = ["model.core=lstm", "model.core_size=16", "model.hidden_sizes=[16]", "model.head_sizes=[16]"]
+# r2d2 / rdqn: QModel with an LSTM core on short sequences (r2d2 burns in 10 steps, its memory
+# preset; rdqn none)
+SEQUENCES = [
+    "model.core_size=16",
+    "model.hidden_sizes=[16, 16]",
+    "replay.sequence_length=4",
+    "replay.sequence_overlap=2",
+    "algo.n_step=2",
+    "algo.batch_size=4",
+    "algo.target_update_interval=10",
+]
 DISCRETE_VALUE = ["dqn", "c51", "rainbow", "qrdqn", "iqn", "fqf", "mdqn", "miqn", "sac_discrete"]
 CONTINUOUS = ["ddpg", "td3", "sac", "tac"]
 
@@ -67,6 +78,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         [*ON_POLICY, *RECURRENT, "algo.minibatch_size=32", "algo.epochs=2", "algo.sequence_length=8"],
     ),
     "a2c-CartPoleNoVel-gru": ("a2c", "CartPoleNoVel-v1", [*ON_POLICY, *RECURRENT, "model.core=gru"]),
+    **{f"{a}-CartPoleNoVel": (a, "CartPoleNoVel-v1", [*OFF_POLICY, *SEQUENCES]) for a in ("r2d2", "rdqn")},
 }
 
 
