@@ -189,6 +189,29 @@ def test_exact_resume_mid_episode(tmp_path):
     assert_exact_resume(full, half, n)
 
 
+def test_async_runner_stores_the_sampler_process_state(tmp_path):
+    """runner.kind=async: the sampler process's agent keeps the per-env state; the replay in the
+    main process holds, at every window start, zero exactly where an episode starts there."""
+    run, _ = train(
+        "r2d2",
+        "CartPole-v1",
+        [*RUN, "runner.kind=async", "runner.save_replay=true", "runner.n_steps=1024"],
+        name="async",
+        root=tmp_path,
+    )
+    state = latest_state(run)
+    assert state["algo"]["updates"] > 0
+    replay = state["replay"]["whole"]
+    T_ring, period, t = replay["buffer"].terminated.shape[0], 4, replay["t"]
+    assert t >= 1024 // 4 and t < T_ring  # the ring has not wrapped: every step is still there
+    done = replay["buffer"].terminated | replay["buffer"].truncated  # [T_ring, B]
+    starts = np.concatenate([np.ones((1, done.shape[1]), bool), done[: t - 1]])  # the first step starts episodes
+    n_slots = replay["start_state"].shape[0]
+    for k in range(0, (t - 1) // period + 1):
+        norm = np.abs(replay["start_state"][k % n_slots]).sum(-1)  # [B]
+        np.testing.assert_array_equal(norm == 0, starts[k * period], err_msg=f"window {k}")
+
+
 @pytest.mark.slow
 def test_r2d2_learns_a_memory_task(tmp_path):
     """CueRecall (tests/memory_envs.py, delay 4): the cue is shown at the first step only and must
@@ -236,8 +259,8 @@ def test_config_errors():
         validate(resolve("dqn", "CartPole-v1", ["replay.kind=sequence"]))
     with pytest.raises(ConfigError, match="sampler.kind=alternating"):
         validate(resolve("r2d2", "CartPole-v1", ["sampler.kind=alternating"]))
-    with pytest.raises(ConfigError, match="runner.kind=async"):
-        validate(resolve("r2d2", "CartPole-v1", ["runner.kind=async"]))
+    with pytest.raises(ConfigError, match="runner.kind=data_parallel"):
+        validate(resolve("r2d2", "CartPole-v1", ["runner.kind=data_parallel"]))
     assert validate(resolve("r2d2", "CartPole-v1", ["model.core=gru"])).model["core"] == "gru"
 
 

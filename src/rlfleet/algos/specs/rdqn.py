@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlfleet.agents.config import DqnAgentConfig
-from rlfleet.algos.spec import AlgoSpec
+from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.r2d2 import R2D2_AGENT, RECURRENT_Q_MODEL, SEQUENCE_REPLAY, R2D2Config, check_recurrent_q
 
 
@@ -31,7 +31,7 @@ SPEC = AlgoSpec(
     policy="off",
     replay_defaults={**SEQUENCE_REPLAY, "burn_in": 0},
     replay_kinds=("sequence",),
-    runner_kinds=("minibatch",),
+    runner_kinds=OFF_POLICY_RUNNERS,
     recurrent_agent=R2D2_AGENT,
     check=check_recurrent_q,
 )
