@@ -63,7 +63,7 @@ def test_config_of_an_off_policy_algorithm(capsys):
     assert code == 0
     assert "replay:  # ReplayConfig" in out
     # the algorithm's replay defaults are the defaults; inherited fields keep their docs
-    assert re.search(r"^  kind: prioritized  \(uniform\|prioritized, default prioritized\)", out, re.M)
+    assert re.search(r"^  kind: prioritized  \(uniform\|prioritized\|sequence, default prioritized\)", out, re.M)
     assert re.search(r"^  size: 5000 \*  \(int >= 1, default 100000\)  transitions the replay holds\.$", out, re.M)
     assert re.search(r"^  batch_size: \d+ .*transitions per gradient step\.$", out, re.M)
     assert re.search(r"^  eps_eval: .*epsilon during evaluation\.$", out, re.M)

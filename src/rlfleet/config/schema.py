@@ -166,7 +166,7 @@ class ReplayConfig:
             prioritized replay, Schaul et al. 2016), or ``sequence`` (fixed-length sequences
             with their stored recurrent start state, for recurrent value-based algorithms such
             as r2d2; `rlfleet.replays.sequence`).
-        size: transitions (env steps, all envs together) the replay holds.
+        size: transitions the replay holds.
         alpha: ``prioritized``, ``sequence``: priority exponent (``sequence`` with 0: uniform
             sampling of sequences, no importance weights).
         beta_start: importance-weight exponent at the start, annealed linearly to ``beta_end`` ...
