@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import copy
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from cli_helpers import rlfleet
 from conftest import QUIET, assert_exact_resume, assert_same_model, eval_returns, latest_state
+from rlfleet import load_agent
 from rlfleet.algos.dqn.value_transform import h, h_inverse
 from rlfleet.build import build_experiment
 from rlfleet.config.loader import resolve, validate
+from rlfleet.envs.make import make_env
 from rlfleet.errors import ConfigError
+from rlfleet.evaluate import load_run
 from rlfleet.experiment import train
 from rlfleet.models.core import episode_starts
+from rlfleet.samplers.evaluation import evaluate_agent
 from rlfleet.utils.buffers import map_buffer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -187,6 +192,52 @@ def test_exact_resume_mid_episode(tmp_path):
     assert "whole" in state["replay"]
     train(resume=half, overrides=[f"runner.n_steps={n}"])
     assert_exact_resume(full, half, n)
+
+
+def recording(agent) -> list:
+    """Record the inputs of every ``agent.step`` call (observation, prev_action, prev_reward)."""
+    calls, step = [], agent.step
+
+    def recorded(observation, prev_action, prev_reward):
+        calls.append([torch.as_tensor(x).double().reshape(-1).numpy() for x in (observation, prev_action, prev_reward)])
+        return step(observation, prev_action, prev_reward)
+
+    agent.step = recorded
+    return calls
+
+
+def test_load_agent_feeds_previous_action_and_reward_as_evaluation_does(tmp_path):
+    """R2D2's core reads the previous action and reward: ``load_agent(run).act(obs, reward=r)``
+    with ``reset()`` at episode ends gives the agent the inputs the evaluator gives it, step for
+    step (the last action, the last reward, both zero at an episode's first step)."""
+    # epsilon 0.5 in evaluation (the same draws on both paths: one checkpointed eval generator), so
+    # that both actions occur
+    run, _ = train("r2d2", "CartPole-v1", [*RUN, "runner.n_steps=640", "agent.eps_eval=0.5"], name="la", root=tmp_path)
+    loaded = load_run(run)
+    loaded.agent.eval_mode(0)
+    expected = recording(loaded.agent)
+    env = make_env(loaded.config.env, training=False)
+    evaluate_agent(loaded.agent, [env], 2, seed=7, max_episode_steps=30)
+    env.close()
+    loaded.close()
+
+    policy = load_agent(run)
+    actual = recording(policy.agent)
+    gym_env = gym.make("CartPole-v1")
+    obs, _ = gym_env.reset(seed=7)
+    for _ in range(2):
+        reward, length, done = None, 0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = gym_env.step(policy.act(obs, reward=reward))
+            length += 1
+            done = terminated or truncated or length == 30
+        policy.reset()
+        obs, _ = gym_env.reset()
+    assert len(actual) == len(expected) > 2
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        for name, x, y in zip(("observation", "prev_action", "prev_reward"), a, e):
+            np.testing.assert_allclose(x, y, rtol=1e-6, err_msg=f"step {i}: {name}")
+    assert {float(e[1][0]) for e in expected} == {0.0, 1.0} and {float(e[2][0]) for e in expected} == {0.0, 1.0}
 
 
 def test_async_runner_stores_the_sampler_process_state(tmp_path):

@@ -58,6 +58,7 @@ class Policy:
         self.action_space = env.action_space  # the agent's (Box actions in [-1, 1])
         self._deterministic = True
         self._n_envs: int | None = None
+        self._prev_action: torch.Tensor | None = None  # [N]: the last actions, the agent's prev_action
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         """The Gymnasium env as rlfleet builds it for this run's evaluation (``env.*`` options,
@@ -87,14 +88,24 @@ class Policy:
         if self._n_envs is None:  # nothing acted yet
             return
         mask = torch.ones(self._n_envs, dtype=torch.bool) if done is None else torch.as_tensor(done, dtype=torch.bool)
-        self.agent.reset_envs(mask.reshape(self._n_envs))
+        mask = mask.reshape(self._n_envs)
+        self.agent.reset_envs(mask)
+        self._prev_action[mask] = self._null_actions(int(mask.sum()))  # as the sampler: zero after an episode end
 
-    def act(self, observation: Any, deterministic: bool = True) -> Any:
+    def _null_actions(self, n: int) -> torch.Tensor:
+        return torch.from_numpy(buffer_from_example(self.action_space.null_value(), (n,)))
+
+    def act(self, observation: Any, deterministic: bool = True, reward: Any = None) -> Any:
         """The action for one observation (an ``int`` for Discrete actions, an array for Box
         ones) or for a batch ``[N, ...]`` (an ``[N]`` or ``[N, ...]`` array). ``deterministic``:
         the agent's evaluation behaviour (as ``rlfleet eval``); False samples with the agent's
         own exploration (as its training sampler, at the checkpoint's schedules). A recurrent
-        agent continues from the state its last call left (call `reset` at episode ends)."""
+        agent continues from the state its last call left (call `reset` at episode ends).
+
+        The agent sees the previous action (the one this policy returned last, null after
+        `reset`) and ``reward``, the reward of the step that produced ``observation`` (a number
+        or ``[N]``; None: 0, as at an episode's first step), as during training: models that
+        read them (``model.core_prev_action_reward``, R2D2's default) need the reward passed."""
         obs, single = self._observations(observation)
         if deterministic != self._deterministic:
             (self.agent.eval_mode if deterministic else self.agent.sample_mode)(self.steps)
@@ -103,9 +114,12 @@ class Policy:
             obs = self.obs_normalizer(obs, update=False)
         n = len(obs) if not isinstance(self.observation_space, Composite) else 1
         self._n_envs = n
-        prev_action = torch.from_numpy(buffer_from_example(self.action_space.null_value(), (n,)))
-        prev_reward = torch.zeros(n)
-        action = self.agent.step(torchify_buffer(obs), prev_action, prev_reward).action.numpy()
+        if self._prev_action is None or len(self._prev_action) != n:
+            self._prev_action = self._null_actions(n)
+        prev_reward = torch.zeros(n) if reward is None else torch.as_tensor(reward, dtype=torch.float32).reshape(n)
+        step_action = self.agent.step(torchify_buffer(obs), self._prev_action, prev_reward).action
+        self._prev_action = step_action.clone()
+        action = step_action.numpy()
         if single:
             return self._env.to_env_action(action[0])
         return np.asarray([self._env.to_env_action(a) for a in action])
