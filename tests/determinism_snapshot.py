@@ -75,7 +75,14 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "ppo-CartPoleNoVel-lstm": (
         "ppo",
         "CartPoleNoVel-v1",
-        [*ON_POLICY, *RECURRENT, "algo.minibatch_size=32", "algo.epochs=2", "algo.sequence_length=8"],
+        [
+            *ON_POLICY,
+            *RECURRENT,
+            "algo.minibatch_size=32",
+            "algo.epochs=2",
+            "algo.sequence_length=8",
+            "env.normalize_obs=false",
+        ],
     ),
     "a2c-CartPoleNoVel-gru": ("a2c", "CartPoleNoVel-v1", [*ON_POLICY, *RECURRENT, "model.core=gru"]),
     **{f"{a}-CartPoleNoVel": (a, "CartPoleNoVel-v1", [*OFF_POLICY, *SEQUENCES]) for a in ("r2d2", "rdqn")},
