@@ -240,6 +240,7 @@ def test_recurrent_exact_resume_mid_episode(tmp_path, algo):
     assert_exact_resume(full, half, n)
 
 
+@pytest.mark.slow
 def test_recurrent_ppo_learns_a_memory_task(tmp_path):
     """CueRecall (tests/memory_envs.py): the cue is shown at the first step only and must be named
     four blank steps later. Without memory the best mean return is 0 (chance at the query);
