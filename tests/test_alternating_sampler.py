@@ -100,10 +100,12 @@ def test_same_batches_as_serial_sampler(stepper):
         assert sorted(map(str, a_batch.traj_infos)) == sorted(map(str, s_batch.traj_infos))
         assert len(s_batch.traj_infos) == done.sum()
     assert seen_terminated and seen_truncated
-    # reset_envs: [B] masks; per step one call per group with an episode end, in that group only.
+    # reset_envs: [B] masks. The first, from initialize, starts every env (the example step leaves no
+    # per-env state); then per step one call per group with an episode end, in that group only.
     resets = np.array(alternating.agent.resets)
     assert resets.shape[1] == N_ENVS
-    assert all(mask[:3].any() != mask[3:].any() for mask in resets)
+    assert resets[0].all() and np.array(serial.agent.resets)[0].all()
+    assert all(mask[:3].any() != mask[3:].any() for mask in resets[1:])
     np.testing.assert_array_equal(resets.sum(0), np.array(serial.agent.resets).sum(0))
     assert len(resets) > len(serial.agent.resets)
     serial.close()
