@@ -393,18 +393,18 @@ def rppo_rlfleet_overrides(hp: dict[str, Any]) -> list[str]:
 
 def rppo_sb3_model(hp: dict[str, Any], env: Any, seed: int) -> Any:
     from sb3_contrib import RecurrentPPO
-    from stable_baselines3.common.utils import get_linear_fn
+    from stable_baselines3.common.utils import LinearSchedule
 
     return RecurrentPPO(
         "MlpLstmPolicy",
         env,
-        learning_rate=get_linear_fn(hp["learning_rate"], 0.0, 1.0),
+        learning_rate=LinearSchedule(hp["learning_rate"], 0.0, 1.0),
         n_steps=hp["n_steps"],
         batch_size=hp["batch_size"],
         n_epochs=hp["n_epochs"],
         gamma=hp["gamma"],
         gae_lambda=hp["gae_lambda"],
-        clip_range=get_linear_fn(hp["clip_range"], 0.0, 1.0),
+        clip_range=LinearSchedule(hp["clip_range"], 0.0, 1.0),
         clip_range_vf=None,
         normalize_advantage=True,
         ent_coef=hp["ent_coef"],
@@ -730,7 +730,7 @@ def machine_info(threads: int) -> str:
     return (
         f"- machine: {cpu}; {os.cpu_count()} CPUs ({usable} usable by this process); {platform.platform()}\n"
         f"- python {platform.python_version()}, torch {version('torch')}, stable-baselines3 "
-        f"{version('stable-baselines3')}, gymnasium {version('gymnasium')}, rlfleet {version('rlfleet')}\n"
+        f"{version('stable-baselines3')}, sb3-contrib {version('sb3-contrib')}, gymnasium {version('gymnasium')}, rlfleet {version('rlfleet')}\n"
         f"- torch threads: {threads} in both libraries (OMP_NUM_THREADS={threads})\n"
     )
 
