@@ -730,7 +730,8 @@ def machine_info(threads: int) -> str:
     return (
         f"- machine: {cpu}; {os.cpu_count()} CPUs ({usable} usable by this process); {platform.platform()}\n"
         f"- python {platform.python_version()}, torch {version('torch')}, stable-baselines3 "
-        f"{version('stable-baselines3')}, sb3-contrib {version('sb3-contrib')}, gymnasium {version('gymnasium')}, rlfleet {version('rlfleet')}\n"
+        f"{version('stable-baselines3')}, sb3-contrib {version('sb3-contrib')}, gymnasium {version('gymnasium')}, "
+        f"rlfleet {version('rlfleet')}\n"
         f"- torch threads: {threads} in both libraries (OMP_NUM_THREADS={threads})\n"
     )
 
