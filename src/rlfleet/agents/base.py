@@ -26,6 +26,44 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
 
 
+class RnnStates:
+    """Per-env recurrent state ``[B,S]`` of the sampling envs and, apart, of the evaluation envs.
+
+    A state is allocated as zeros on first use (and again when the number of envs changes);
+    ``reset`` zeroes the rows of envs whose episode ended. Only the sampling state is
+    checkpointed: every evaluation starts from zeros.
+    """
+
+    def __init__(self, size: int, device: torch.device):
+        self.size = size
+        self.device = device
+        self.states: dict[str, torch.Tensor | None] = {"sample": None, "eval": None}
+
+    def get(self, mode: str, n_envs: int) -> torch.Tensor:
+        state = self.states[mode]
+        if state is None or state.shape[0] != n_envs:
+            state = torch.zeros(n_envs, self.size, device=self.device)
+            self.states[mode] = state
+        return state
+
+    def set(self, mode: str, state: torch.Tensor) -> None:
+        self.states[mode] = state
+
+    def reset(self, mode: str, done: torch.Tensor) -> None:
+        state = self.states[mode]
+        if state is not None:
+            self.states[mode] = state * (~done.to(state.device)).unsqueeze(-1).to(state.dtype)
+
+    def clear(self, mode: str) -> None:
+        self.states[mode] = None
+
+    def state_dict(self) -> dict:
+        return {"sample": self.states["sample"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.states["sample"] = None if state["sample"] is None else state["sample"].to(self.device)
+
+
 class Agent:
     """Owns a model and acts with it.
 
@@ -57,6 +95,7 @@ class Agent:
         self.eval_generator = torch.Generator()
         self._mode = "sample"
         self.env_steps = 0
+        self.rnn_states: RnnStates | None = None  # set by recurrent agents in initialize
 
     def initialize(self, env_spaces: EnvSpaces, seed: int = 0) -> None:
         self.env_spaces = env_spaces
@@ -86,11 +125,20 @@ class Agent:
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
         raise NotImplementedError
 
+    @property
+    def rnn_mode(self) -> str:
+        """Which recurrent state the current mode acts with: evaluation its own, sampling and
+        training the sampling one."""
+        return "eval" if self._mode == "eval" else "sample"
+
     def reset_envs(self, done: torch.Tensor) -> None:
         """The envs where ``done [B]`` (bool) is set just ended an episode; their next step
         starts a new one. Agents with per-env state (exploration noise, recurrent state) reset
         it here, for the current mode (sampling and evaluation keep separate state); the sampler
-        and the evaluation call this after every step in which an episode ended."""
+        and the evaluation call this after every step in which an episode ended. Recurrent
+        state (``rnn_states``) is zeroed here for every agent that holds one."""
+        if self.rnn_states is not None:
+            self.rnn_states.reset(self.rnn_mode, done)
 
     def sample_mode(self, env_steps: int) -> None:
         """Exploring behaviour, for the training sampler; ``env_steps`` drives schedules."""
@@ -99,9 +147,11 @@ class Agent:
         self.model.eval()
 
     def eval_mode(self, env_steps: int) -> None:
-        """Deterministic behaviour, for evaluation."""
+        """Deterministic behaviour, for evaluation; recurrent state starts from zeros."""
         self._mode = "eval"
         self.model.eval()
+        if self.rnn_states is not None:
+            self.rnn_states.clear("eval")
 
     def train_mode(self, env_steps: int) -> None:
         """Gradients on, for the algorithm's update."""
@@ -109,13 +159,18 @@ class Agent:
         self.model.train()
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "model": self.model.state_dict(),
             "generator": self.generator.get_state(),
             "eval_generator": self.eval_generator.get_state(),
         }
+        if self.rnn_states is not None:
+            state["rnn_states"] = self.rnn_states.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.generator.set_state(state["generator"])
         self.eval_generator.set_state(state["eval_generator"])
+        if self.rnn_states is not None:
+            self.rnn_states.load_state_dict(state["rnn_states"])

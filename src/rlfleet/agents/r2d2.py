@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from rlfleet.agents.base import AgentStep
+from rlfleet.agents.base import AgentStep, RnnStates
 from rlfleet.agents.dqn import DqnAgent
-from rlfleet.agents.recurrent import RnnStates
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.utils.namedarraytuple import namedarraytuple
@@ -56,7 +55,7 @@ class R2d2Agent(DqnAgent):
 
     @torch.no_grad()
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
-        mode = "eval" if self._mode == "eval" else "sample"
+        mode = self.rnn_mode
         state = self.rnn_states.get(mode, prev_reward.shape[0])
         q, next_state = self(observation, prev_action, prev_reward, state)
         self.rnn_states.set(mode, next_state)
@@ -64,19 +63,3 @@ class R2d2Agent(DqnAgent):
         self.distribution.epsilon = self.eps_eval if self._mode == "eval" else self.eps_schedule(self.env_steps)
         action = self.distribution.sample(q, generator=self.rng)
         return AgentStep(action=action, agent_info=R2d2AgentInfo(q=q, prev_rnn_state=state.cpu()))
-
-    def reset_envs(self, done: torch.Tensor) -> None:
-        """Zero the state of the envs (of the current mode) whose episode just ended."""
-        self.rnn_states.reset("eval" if self._mode == "eval" else "sample", done)
-
-    def eval_mode(self, env_steps: int) -> None:
-        """Every evaluation starts its envs from zero state."""
-        super().eval_mode(env_steps)
-        self.rnn_states.clear("eval")
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "rnn_states": self.rnn_states.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.rnn_states.load_state_dict(state["rnn_states"])

@@ -1,7 +1,8 @@
-"""Recurrent state held by agents, and the recurrent policy-gradient agent.
+"""The recurrent policy-gradient agent.
 
 An agent with a recurrent model keeps one state ``[B,S]`` per env while sampling and a separate
-one for evaluation (`RnnStates`). Each step it records the state the step started from as
+one for evaluation (`rlfleet.agents.base.RnnStates`, which the base `Agent` resets, clears for
+each evaluation and checkpoints). Each step it records the state the step started from as
 ``agent_info.prev_rnn_state`` (zero at an episode's first step, since ``reset_envs`` zeroed it
 after the previous step ended that episode), so training can restart the unroll from any stored
 step.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlfleet.agents.base import AgentStep
+from rlfleet.agents.base import AgentStep, RnnStates
 from rlfleet.agents.pg import _detached_cpu, _PgAgent
 from rlfleet.distributions import Categorical, DistInfo, DistInfoStd, Gaussian
 from rlfleet.envs.spaces import Box, Discrete, EnvSpaces
@@ -22,49 +23,6 @@ from rlfleet.utils.buffers import map_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
 RecurrentPgAgentInfo = namedarraytuple("RecurrentPgAgentInfo", ["dist_info", "value", "prev_rnn_state"])
-
-
-class RnnStates:
-    """Per-env recurrent state ``[B,S]`` of the sampling envs and, apart, of the evaluation envs.
-
-    A state is allocated as zeros on first use (and again when the number of envs changes);
-    ``reset`` zeroes the rows of envs whose episode ended. Only the sampling state is
-    checkpointed: every evaluation starts from zeros.
-    """
-
-    def __init__(self, size: int, device: torch.device):
-        self.size = size
-        self.device = device
-        self.states: dict[str, torch.Tensor | None] = {"sample": None, "eval": None}
-
-    def get(self, mode: str, n_envs: int) -> torch.Tensor:
-        state = self.states[mode]
-        if state is None or state.shape[0] != n_envs:
-            state = torch.zeros(n_envs, self.size, device=self.device)
-            self.states[mode] = state
-        return state
-
-    def set(self, mode: str, state: torch.Tensor) -> None:
-        self.states[mode] = state
-
-    def reset(self, mode: str, done: torch.Tensor) -> None:
-        state = self.states[mode]
-        if state is not None:
-            self.states[mode] = state * (~done.to(state.device)).unsqueeze(-1).to(state.dtype)
-
-    def clear(self, mode: str) -> None:
-        self.states[mode] = None
-
-    def state_dict(self) -> dict:
-        return {"sample": self.states["sample"]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.states["sample"] = None if state["sample"] is None else state["sample"].to(self.device)
-
-
-def _state_mode(mode: str) -> str:
-    """Which state a mode acts with: evaluation its own, sampling and training the sampling one."""
-    return "eval" if mode == "eval" else "sample"
 
 
 class RecurrentPgAgent(_PgAgent):
@@ -118,7 +76,7 @@ class RecurrentPgAgent(_PgAgent):
 
     @torch.no_grad()
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
-        mode = _state_mode(self._mode)
+        mode = self.rnn_mode
         state = self.rnn_states.get(mode, prev_reward.shape[0])
         dist_info, value, next_state = self._forward(observation, prev_action, prev_reward, state)
         self.rnn_states.set(mode, next_state)
@@ -157,19 +115,3 @@ class RecurrentPgAgent(_PgAgent):
             _, value, _ = self._forward(final, agent.action[t, b : b + 1], env.reward[t, b : b + 1], state)
             values.append(value.cpu())
         return torch.cat(values)
-
-    def reset_envs(self, done: torch.Tensor) -> None:
-        """Zero the state of the envs (of the current mode) whose episode just ended."""
-        self.rnn_states.reset(_state_mode(self._mode), done)
-
-    def eval_mode(self, env_steps: int) -> None:
-        """Every evaluation starts its envs from zero state."""
-        super().eval_mode(env_steps)
-        self.rnn_states.clear("eval")
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "rnn_states": self.rnn_states.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.rnn_states.load_state_dict(state["rnn_states"])

@@ -3,11 +3,11 @@ burn-in (each sequence unrolled from zeros, as DRQN-style recurrent replay does)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from rlfleet.agents.config import DqnAgentConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
-from rlfleet.algos.specs.r2d2 import R2D2_AGENT, RECURRENT_Q_MODEL, SEQUENCE_REPLAY, R2D2Config, check_recurrent_q
+from rlfleet.algos.specs.r2d2 import SPEC as R2D2_SPEC
+from rlfleet.algos.specs.r2d2 import R2D2Config
 
 
 @dataclass
@@ -18,20 +18,10 @@ class RDQNConfig(R2D2Config):
     stored_state: bool = False
 
 
-SPEC = AlgoSpec(
+SPEC = dataclasses.replace(
+    R2D2_SPEC,
     name="rdqn",
     description="Recurrent DQN: R2D2's sequences from zero start state, no burn-in",
     config=RDQNConfig,
-    algorithm="rlfleet.algos.dqn.r2d2:R2D2",
-    agent_config=DqnAgentConfig,
-    agent=R2D2_AGENT,
-    default_model="rlfleet.models.q:QModel",
-    default_model_kwargs=RECURRENT_Q_MODEL,
-    action_spaces=("discrete",),
-    policy="off",
-    replay_defaults={**SEQUENCE_REPLAY, "burn_in": 0},
-    replay_kinds=("sequence",),
-    runner_kinds=OFF_POLICY_RUNNERS,
-    recurrent_agent=R2D2_AGENT,
-    check=check_recurrent_q,
+    replay_defaults={**R2D2_SPEC.replay_defaults, "burn_in": 0},
 )
