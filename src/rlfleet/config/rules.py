@@ -9,7 +9,7 @@ of one section are `Check`s listed in the section's ``checks`` class variable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -136,7 +136,11 @@ Device = Annotated[str, TorchDevice()]
 """A torch device string that exists on this machine."""
 Activation = Literal["tanh", "relu", "elu", "silu"]
 """Activation names of `rlfleet.models.mlp.ACTIVATIONS`."""
-CoreKind = Literal["none", "lstm", "gru"]
-"""A model's recurrent core (``model.core``): none (feed-forward), LSTM or GRU."""
+CoreKind = Literal["none", "lstm", "gru", "dnc", "gtrxl"]
+"""A model's recurrent core (``model.core``): none (feed-forward), LSTM, GRU, a DNC (Graves et al.
+2016) or a gated transformer memory (GTrXL, Parisotto et al. 2020)."""
+EncoderSections = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+"""``model.encoder``: one block section ``{kind: ..., **options}`` (or ``{_target_: ...}``) or a
+list of them, stacked in order (`rlfleet.models.blocks`)."""
 HiddenSizes = Sequence[Count]
 """Widths of hidden layers, each >= 1."""

@@ -10,13 +10,16 @@ episodes per env.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from rlfleet.config.rules import CoreKind
+from rlfleet.config.validate import check_kwargs
 from rlfleet.envs.spaces import Discrete, Space
+from rlfleet.errors import ConfigError
 from rlfleet.models.encoder import flat_size
 
 
@@ -117,9 +120,33 @@ class RecurrentCore(nn.Module):
         return out, final[last]
 
 
-def make_core(kind: CoreKind, input_size: int, hidden_size: int) -> RecurrentCore | None:
-    """The core of ``kind`` (None for ``none``: a feed-forward model)."""
-    return None if kind == "none" else RecurrentCore(kind, input_size, hidden_size)
+def memory_core_class(kind: str) -> type[nn.Module]:
+    """The class of a memory core kind: ``dnc`` or ``gtrxl``."""
+    from rlfleet.models.dnc import DncCore
+    from rlfleet.models.gtrxl import GatedTransformerCore
+
+    return {"dnc": DncCore, "gtrxl": GatedTransformerCore}[kind]
+
+
+def make_core(
+    kind: CoreKind, input_size: int, hidden_size: int, options: Mapping[str, Any] | None = None
+) -> nn.Module | None:
+    """The core of ``kind`` (None for ``none``: a feed-forward model): a `RecurrentCore` (lstm,
+    gru), a `rlfleet.models.dnc.DncCore` or a `rlfleet.models.gtrxl.GatedTransformerCore`, the
+    last two with their keyword ``options`` (``model.core_options``, checked against their
+    signatures). Every core has the `RecurrentCore` interface: ``(x [T,B,F], state [B,S],
+    episode_start [T,B], final_state) -> (out [T,B,hidden_size], state [B,S])``, ``state_size``."""
+    options = dict(options or {})
+    if kind in ("none", "lstm", "gru"):
+        if options:
+            raise ConfigError(
+                f"model.core_options {sorted(options)} are options of the dnc and gtrxl cores; "
+                f"model.core={kind} takes none"
+            )
+        return None if kind == "none" else RecurrentCore(kind, input_size, hidden_size)
+    cls = memory_core_class(kind)
+    check_kwargs(cls, options, "model.core_options", skip=("input_size", "hidden_size"))
+    return cls(input_size, hidden_size, **options)
 
 
 def episode_starts(done: torch.Tensor) -> torch.Tensor:

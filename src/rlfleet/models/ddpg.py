@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, HiddenSizes
+from rlfleet.config.rules import Activation, EncoderSections, HiddenSizes
 from rlfleet.envs.spaces import Box, Space
-from rlfleet.models.encoder import flat_size, flatten_observation, is_image, observation_leading_dims
+from rlfleet.models.encoder import Encoder, flat_size, flatten_observation, is_image, observation_leading_dims
 from rlfleet.models.mlp import MLP
 from rlfleet.models.qpg import QCritic, TwinQCritic
 from rlfleet.utils.buffers import restore_leading_dims
@@ -26,7 +26,7 @@ def uniform_output_init(mlp: MLP, bound: float) -> None:
 
 class TanhActor(nn.Module):
     """``observation [..., *obs_shape] -> action [..., *action_shape]`` in [-1, 1]: an MLP with
-    a tanh output (vector observations).
+    a tanh output (vector observations; with ``encoder``, its features feed the output layer).
 
     Args:
         observation_space, action_space: env spaces (the action space a Box; the env adapter
@@ -34,6 +34,8 @@ class TanhActor(nn.Module):
         hidden_sizes: MLP widths.
         activation: MLP activation.
         output_init: when > 0, the output layer starts ``U(-output_init, output_init)``.
+        encoder: block sections (``model.encoder``, `rlfleet.models.blocks`) in place of the
+            hidden layers (``hidden_sizes`` is then not used).
     """
 
     def __init__(
@@ -43,19 +45,25 @@ class TanhActor(nn.Module):
         hidden_sizes: HiddenSizes = (256, 256),
         activation: Activation = "relu",
         output_init: float = 0.0,
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
-        if is_image(observation_space):
-            raise ValueError("TanhActor takes vector observations; give a custom model for images")
+        if is_image(observation_space) and encoder is None:
+            raise ValueError("TanhActor takes vector observations; give model.encoder or a custom model for images")
         self.observation_space = observation_space
         self.action_shape = tuple(action_space.shape)
-        self.mlp = MLP(flat_size(observation_space), hidden_sizes, int(np.prod(self.action_shape)), activation)
+        self.encoder = None if encoder is None else Encoder(observation_space, [], activation, blocks=encoder)
+        if self.encoder is None:
+            self.mlp = MLP(flat_size(observation_space), hidden_sizes, int(np.prod(self.action_shape)), activation)
+        else:
+            self.mlp = MLP(self.encoder.output_size, [], int(np.prod(self.action_shape)), activation)
         if output_init > 0:
             uniform_output_init(self.mlp, output_init)
 
     def forward(self, observation: Any) -> torch.Tensor:
         lead_dim, T, B = observation_leading_dims(observation, self.observation_space)
-        action = torch.tanh(self.mlp(flatten_observation(observation, T * B)))
+        features = flatten_observation(observation, T * B) if self.encoder is None else self.encoder(observation, T * B)
+        action = torch.tanh(self.mlp(features))
         return restore_leading_dims(action.reshape(T * B, *self.action_shape), lead_dim, T, B)
 
 
@@ -77,6 +85,8 @@ class DeterministicActorCriticModel(nn.Module):
         twin_critic: two independent critics (TD3's clipped double Q-learning).
         output_init: when > 0, both networks' output layers start ``U(-output_init,
             output_init)`` (Lillicrap et al. 2016: 3e-3); 0 keeps PyTorch's default.
+        encoder: block sections (``model.encoder``) for the actor and each critic (see
+            `TanhActor`, `QCritic`).
     """
 
     def __init__(
@@ -88,9 +98,10 @@ class DeterministicActorCriticModel(nn.Module):
         critic_action_layer: Literal[0, 1] = 0,
         twin_critic: bool = False,
         output_init: float = 0.0,
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
-        self.actor = TanhActor(observation_space, action_space, hidden_sizes, activation, output_init)
+        self.actor = TanhActor(observation_space, action_space, hidden_sizes, activation, output_init, encoder)
         critic_class = TwinQCritic if twin_critic else QCritic
         self.critic = critic_class(
             observation_space,
@@ -98,6 +109,7 @@ class DeterministicActorCriticModel(nn.Module):
             hidden_sizes=hidden_sizes,
             activation=activation,
             action_layer=critic_action_layer,
+            encoder=encoder,
         )
         self.twin_critic = twin_critic
         if output_init > 0:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, Count, HiddenSizes, Range
+from rlfleet.config.rules import Activation, Count, EncoderSections, HiddenSizes, Range
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.encoder import observation_leading_dims
 from rlfleet.models.q import ActionValueModel
@@ -28,8 +28,8 @@ class CategoricalQModel(ActionValueModel):
     ``dueling`` the logits of each atom are ``V + A - mean_a(A)`` before that softmax (Rainbow).
 
     Args:
-        observation_space, action_space, hidden_sizes, activation, dueling, noisy: as for
-            `QModel`.
+        observation_space, action_space, hidden_sizes, activation, dueling, noisy, encoder:
+            as for `QModel`.
         n_atoms: atoms of the categorical return distribution.
     """
 
@@ -42,8 +42,11 @@ class CategoricalQModel(ActionValueModel):
         dueling: bool = False,
         noisy: bool = False,
         n_atoms: Annotated[int, Range(ge=2)] = 51,
+        encoder: EncoderSections | None = None,
     ):
-        super().__init__(observation_space, action_space, hidden_sizes, activation, dueling, noisy, n_atoms)
+        super().__init__(
+            observation_space, action_space, hidden_sizes, activation, dueling, noisy, n_atoms, encoder=encoder
+        )
         self.n_atoms = n_atoms
 
     def forward(self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor) -> torch.Tensor:
@@ -56,8 +59,8 @@ class QuantileQModel(ActionValueModel):
     Output ``i`` estimates the return quantile at ``tau_hat_i = (2i + 1) / (2 n_quantiles)``.
 
     Args:
-        observation_space, action_space, hidden_sizes, activation, dueling, noisy: as for
-            `QModel`.
+        observation_space, action_space, hidden_sizes, activation, dueling, noisy, encoder:
+            as for `QModel`.
         n_quantiles: number of quantiles.
     """
 
@@ -70,8 +73,11 @@ class QuantileQModel(ActionValueModel):
         dueling: bool = False,
         noisy: bool = False,
         n_quantiles: Count = 200,
+        encoder: EncoderSections | None = None,
     ):
-        super().__init__(observation_space, action_space, hidden_sizes, activation, dueling, noisy, n_quantiles)
+        super().__init__(
+            observation_space, action_space, hidden_sizes, activation, dueling, noisy, n_quantiles, encoder=encoder
+        )
         self.n_quantiles = n_quantiles
 
     def forward(self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor) -> torch.Tensor:
@@ -87,8 +93,8 @@ class ImplicitQuantileModel(ActionValueModel):
     `quantiles` lets FQF encode an observation once and evaluate several sets of fractions.
 
     Args:
-        observation_space, action_space, hidden_sizes, activation, dueling, noisy: as for
-            `QModel` (the cosine embedding layer itself is never noisy).
+        observation_space, action_space, hidden_sizes, activation, dueling, noisy, encoder:
+            as for `QModel` (the cosine embedding layer itself is never noisy).
         embedding_dim: number of cosines ``n`` in the fraction embedding.
     """
 
@@ -101,8 +107,9 @@ class ImplicitQuantileModel(ActionValueModel):
         dueling: bool = False,
         noisy: bool = False,
         embedding_dim: Count = 64,
+        encoder: EncoderSections | None = None,
     ):
-        super().__init__(observation_space, action_space, hidden_sizes, activation, dueling, noisy, 1)
+        super().__init__(observation_space, action_space, hidden_sizes, activation, dueling, noisy, 1, encoder=encoder)
         self.embedding_dim = embedding_dim
         self.feature_size = self.encoder.output_size
         self.tau_embedding = nn.Sequential(nn.Linear(embedding_dim, self.feature_size), nn.ReLU())

@@ -1,4 +1,5 @@
-"""Observation encoders chosen from the observation space: Nature-CNN for images, MLP else."""
+"""Observation encoders: chosen from the observation space (Nature-CNN for images, MLP else), or
+composed from the ``model.encoder`` block sections (`rlfleet.models.blocks`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlfleet.config.rules import EncoderSections
 from rlfleet.envs.spaces import Box, Composite, Space
+from rlfleet.errors import ConfigError
 from rlfleet.models.cnn import NatureCNN
 from rlfleet.models.mlp import MLP
 from rlfleet.utils.namedarraytuple import is_namedtuple
@@ -42,6 +45,10 @@ class Encoder(nn.Module):
     Nature-CNN when both sides are at least ``NATURE_MIN_SIDE`` pixels (the smallest its conv
     stack accepts), else MinAtar's network (Young & Tian 2019: one 3x3 conv with 16 channels,
     128 features). Anything else is flattened (Dict/Tuple fields concatenated) into an MLP.
+
+    With ``blocks`` (the ``model.encoder`` sections) the encoder is that block stack instead,
+    built on the observation shape (a Box space), its output flattened; ``hidden_sizes`` is then
+    not used.
     """
 
     def __init__(
@@ -50,9 +57,22 @@ class Encoder(nn.Module):
         hidden_sizes: Sequence[int],
         activation: str = "tanh",
         cnn_feature_size: int = 512,
+        blocks: EncoderSections | None = None,
     ):
         super().__init__()
         self.image = is_image(observation_space)
+        self.blocks = None
+        if blocks is not None:
+            if not isinstance(observation_space, Box):
+                raise ConfigError(
+                    f"model.encoder needs a Box observation space, got {observation_space}; "
+                    "Dict and Tuple observations use the default encoder (leave model.encoder unset)"
+                )
+            from rlfleet.models.blocks import build_blocks
+
+            self.blocks = build_blocks(tuple(observation_space.shape), blocks)
+            self.output_size = self.blocks.output_size
+            return
         if self.image:
             shape = observation_space.shape
             if min(shape[1:]) >= NATURE_MIN_SIDE:
@@ -65,6 +85,8 @@ class Encoder(nn.Module):
         self.output_size = self.mlp.output_size
 
     def forward(self, observation: Any, batch: int) -> torch.Tensor:
+        if self.blocks is not None:
+            return self.blocks(observation.reshape(batch, *self.blocks.input_shape)).reshape(batch, -1)
         if self.image:
             return self.mlp(self.cnn(observation.reshape(batch, *observation.shape[-3:])))
         return self.mlp(flatten_observation(observation, batch))
@@ -84,8 +106,11 @@ def observation_leading_dims(observation: Any, space: Space) -> tuple[int, int, 
 
 
 def orthogonal_init(module: nn.Module, gain: float = float(np.sqrt(2))) -> None:
-    """Orthogonal weights, zero biases for every Linear/Conv layer (CleanRL/SB3 practice)."""
+    """Orthogonal weights, zero biases for every Linear/Conv layer (CleanRL/SB3 practice); a
+    spectrally normalised layer gets its unnormalised weight initialised."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.orthogonal_(m.weight, gain)
-            nn.init.zeros_(m.bias)
+            parametrized = nn.utils.parametrize.is_parametrized(m, "weight")
+            nn.init.orthogonal_(m.parametrizations.weight.original if parametrized else m.weight, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

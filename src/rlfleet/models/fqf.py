@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, Count, HiddenSizes
+from rlfleet.config.rules import Activation, Count, EncoderSections, HiddenSizes
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.distributional import FractionProposal, ImplicitQuantileModel
 from rlfleet.models.encoder import observation_leading_dims
@@ -24,7 +24,7 @@ class FqfModel(nn.Module):
 
     Args:
         observation_space, action_space, hidden_sizes, activation, dueling, noisy,
-            embedding_dim: as for `ImplicitQuantileModel`.
+            embedding_dim, encoder: as for `ImplicitQuantileModel`.
         n_fractions: fractions proposed per state (the paper's N = 32).
     """
 
@@ -38,11 +38,12 @@ class FqfModel(nn.Module):
         noisy: bool = False,
         embedding_dim: Count = 64,
         n_fractions: Count = 32,
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
         self.observation_space = observation_space
         self.quantile_net = ImplicitQuantileModel(
-            observation_space, action_space, hidden_sizes, activation, dueling, noisy, embedding_dim
+            observation_space, action_space, hidden_sizes, activation, dueling, noisy, embedding_dim, encoder
         )
         self.fraction_net = FractionProposal(self.quantile_net.feature_size, n_fractions)
 

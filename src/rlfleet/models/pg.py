@@ -10,14 +10,14 @@ before the first step and ``episode_start``, and returns the state after the las
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, CoreKind, Count, HiddenSizes
+from rlfleet.config.rules import Activation, CoreKind, Count, EncoderSections, HiddenSizes
 from rlfleet.envs.spaces import Box, Discrete, Space
 from rlfleet.models.core import action_reward_size, make_core, previous_action_reward
 from rlfleet.models.encoder import Encoder, is_image, observation_leading_dims, orthogonal_init
@@ -50,24 +50,23 @@ class _ActorCriticBase(nn.Module):
         critic_core: CriticCore,
         head_sizes: Sequence[int],
         core_prev_action_reward: bool,
+        encoder: EncoderSections | None,
+        core_options: Mapping[str, Any] | None,
     ):
         super().__init__()
         self.observation_space, self.action_space = observation_space, action_space
         shared = is_image(observation_space) if shared is None else shared
         self.shared = shared
-        self.pi_encoder = Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
-        self.v_encoder = (
-            None
-            if shared
-            else Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
-        )
+        encoder_hidden = [] if is_image(observation_space) else hidden_sizes
+        self.pi_encoder = Encoder(observation_space, encoder_hidden, activation, blocks=encoder)
+        self.v_encoder = None if shared else Encoder(observation_space, encoder_hidden, activation, blocks=encoder)
         orthogonal_init(self)
         self.core_prev_action_reward = core_prev_action_reward and core != "none"
         core_input = self.pi_encoder.output_size + (
             action_reward_size(action_space) if self.core_prev_action_reward else 0
         )
-        self.pi_core = make_core(core, core_input, core_size)
-        self.v_core = make_core(core, core_input, core_size) if critic_core == "own" else None
+        self.pi_core = make_core(core, core_input, core_size, core_options)
+        self.v_core = make_core(core, core_input, core_size, core_options) if critic_core == "own" else None
         self.critic_core = critic_core if self.pi_core is not None else "none"
         self.rnn_state_size = sum(c.state_size for c in (self.pi_core, self.v_core) if c is not None)
         pi_size = self.pi_encoder.output_size if self.pi_core is None else core_size
@@ -146,6 +145,11 @@ class CategoricalActorCriticModel(_ActorCriticBase):
             actor's core) or ``none`` (a feed-forward critic on the encoder features).
         head_sizes: MLP widths after the core (or the encoder), one MLP per head.
         core_prev_action_reward: feed the previous action (one-hot) and reward to the core too.
+        encoder: block sections (``model.encoder``, `rlfleet.models.blocks`) that replace the
+            default encoder, e.g. ``{kind: impala_cnn, channels: [16, 32, 32]}``
+            (``hidden_sizes`` is then not used).
+        core_options: keyword options of the ``dnc`` and ``gtrxl`` cores
+            (`rlfleet.models.core.make_core`).
     """
 
     def __init__(
@@ -160,6 +164,8 @@ class CategoricalActorCriticModel(_ActorCriticBase):
         critic_core: CriticCore = "own",
         head_sizes: HiddenSizes = (),
         core_prev_action_reward: bool = False,
+        encoder: EncoderSections | None = None,
+        core_options: Mapping[str, Any] | None = None,
     ):
         super().__init__(
             observation_space,
@@ -172,6 +178,8 @@ class CategoricalActorCriticModel(_ActorCriticBase):
             critic_core,
             head_sizes,
             core_prev_action_reward,
+            encoder,
+            core_options,
         )
         self.pi_head = nn.Linear(self.head_input_size, action_space.n)
         self.v_head = nn.Linear(self.v_head_input_size, 1)
@@ -201,7 +209,7 @@ class GaussianActorCriticModel(_ActorCriticBase):
     Args:
         observation_space, action_space: env spaces (action space must be a 1-d Box).
         hidden_sizes, activation, shared, core, core_size, critic_core, head_sizes,
-        core_prev_action_reward: as for the categorical model.
+        core_prev_action_reward, encoder, core_options: as for the categorical model.
         state_dependent_std: log-std from the network (else one free parameter per dim).
         init_log_std: initial log-std.
     """
@@ -220,6 +228,8 @@ class GaussianActorCriticModel(_ActorCriticBase):
         critic_core: CriticCore = "own",
         head_sizes: HiddenSizes = (),
         core_prev_action_reward: bool = False,
+        encoder: EncoderSections | None = None,
+        core_options: Mapping[str, Any] | None = None,
     ):
         super().__init__(
             observation_space,
@@ -232,6 +242,8 @@ class GaussianActorCriticModel(_ActorCriticBase):
             critic_core,
             head_sizes,
             core_prev_action_reward,
+            encoder,
+            core_options,
         )
         dim = int(np.prod(action_space.shape))
         self.mean_head = nn.Linear(self.head_input_size, dim)

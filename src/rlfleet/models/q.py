@@ -9,13 +9,13 @@ the distributional models in `rlfleet.models.distributional` read several (feed-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, CoreKind, Count, HiddenSizes
+from rlfleet.config.rules import Activation, CoreKind, Count, EncoderSections, HiddenSizes
 from rlfleet.envs.spaces import Discrete, Space
 from rlfleet.models.core import action_reward_size, make_core, previous_action_reward
 from rlfleet.models.encoder import Encoder, is_image, observation_leading_dims
@@ -45,6 +45,10 @@ class ActionValueModel(nn.Module):
             (``none``: feed-forward).
         core_size: the core's hidden width (the heads' input).
         core_prev_action_reward: feed the previous action (one-hot) and reward to the core too.
+        encoder: block sections (``model.encoder``, `rlfleet.models.blocks`) that replace the
+            default encoder; the heads are then linear on its features, as for images
+            (``hidden_sizes`` is not used).
+        core_options: keyword options of the ``dnc`` and ``gtrxl`` cores.
 
     Attributes:
         rnn_state_size: ``S``, the width of the flat per-env state (0 when feed-forward).
@@ -62,19 +66,21 @@ class ActionValueModel(nn.Module):
         core: CoreKind = "none",
         core_size: int = 64,
         core_prev_action_reward: bool = False,
+        encoder: EncoderSections | None = None,
+        core_options: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.observation_space = observation_space
-        image = is_image(observation_space)
-        encoder_hidden = [] if image else list(hidden_sizes[:-1])
-        head_hidden = [] if image else list(hidden_sizes[-1:])
-        self.encoder = Encoder(observation_space, encoder_hidden, activation)
+        plain_heads = is_image(observation_space) or encoder is not None
+        encoder_hidden = [] if plain_heads else list(hidden_sizes[:-1])
+        head_hidden = [] if plain_heads else list(hidden_sizes[-1:])
+        self.encoder = Encoder(observation_space, encoder_hidden, activation, blocks=encoder)
         self.action_space = action_space
         self.core_prev_action_reward = core_prev_action_reward and core != "none"
         core_input = self.encoder.output_size + (
             action_reward_size(action_space) if self.core_prev_action_reward else 0
         )
-        self.core = make_core(core, core_input, core_size)
+        self.core = make_core(core, core_input, core_size, core_options)
         self.rnn_state_size = 0 if self.core is None else self.core.state_size
         self.dueling, self.noisy = dueling, noisy
         self.n_actions, self.outputs_per_action = action_space.n, outputs_per_action
@@ -147,6 +153,7 @@ class QModel(ActionValueModel):
         core_size: the core's hidden width.
         core_prev_action_reward: feed the previous action (one-hot) and reward to the core too
             (as R2D2 does).
+        encoder, core_options: as for `ActionValueModel`.
     """
 
     def __init__(
@@ -160,6 +167,8 @@ class QModel(ActionValueModel):
         core: CoreKind = "none",
         core_size: Count = 64,
         core_prev_action_reward: bool = False,
+        encoder: EncoderSections | None = None,
+        core_options: Mapping[str, Any] | None = None,
     ):
         super().__init__(
             observation_space,
@@ -172,6 +181,8 @@ class QModel(ActionValueModel):
             core=core,
             core_size=core_size,
             core_prev_action_reward=core_prev_action_reward,
+            encoder=encoder,
+            core_options=core_options,
         )
 
     def forward(

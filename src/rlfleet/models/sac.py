@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlfleet.config.rules import Activation, HiddenSizes
+from rlfleet.config.rules import Activation, EncoderSections, HiddenSizes
 from rlfleet.envs.spaces import Box, Discrete, Space
 from rlfleet.models.encoder import Encoder, is_image, observation_leading_dims
 from rlfleet.models.q import QModel
@@ -36,6 +36,8 @@ class GaussianActor(nn.Module):
         activation: MLP activation.
         min_log_std, max_log_std: clamp of the log standard deviation (CleanRL's and the TAC
             authors' -5 and 2; SB3 uses -20 and 2).
+        encoder: block sections (``model.encoder``, `rlfleet.models.blocks`) that replace the
+            default encoder (``hidden_sizes`` is then not used).
     """
 
     def __init__(
@@ -46,12 +48,15 @@ class GaussianActor(nn.Module):
         activation: Activation = "relu",
         min_log_std: float = -5.0,
         max_log_std: float = 2.0,
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
         self.observation_space = observation_space
         self.min_log_std, self.max_log_std = min_log_std, max_log_std
         dim = int(np.prod(action_space.shape))
-        self.encoder = Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
+        self.encoder = Encoder(
+            observation_space, [] if is_image(observation_space) else hidden_sizes, activation, blocks=encoder
+        )
         self.mean = nn.Linear(self.encoder.output_size, dim)
         self.log_std = nn.Linear(self.encoder.output_size, dim)
 
@@ -77,6 +82,8 @@ class SacModel(nn.Module):
         hidden_sizes: MLP widths of the actor and of each critic (SAC paper: 256, 256).
         activation: MLP activation.
         min_log_std, max_log_std: the actor's log-std clamp.
+        encoder: block sections (``model.encoder``) that replace the actor's encoder and feed
+            each critic's MLP (`TwinQCritic`).
     """
 
     def __init__(
@@ -87,10 +94,15 @@ class SacModel(nn.Module):
         activation: Activation = "relu",
         min_log_std: float = -5.0,
         max_log_std: float = 2.0,
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
-        self.actor = GaussianActor(observation_space, action_space, hidden_sizes, activation, min_log_std, max_log_std)
-        self.critic = TwinQCritic(observation_space, action_space, hidden_sizes=hidden_sizes, activation=activation)
+        self.actor = GaussianActor(
+            observation_space, action_space, hidden_sizes, activation, min_log_std, max_log_std, encoder
+        )
+        self.critic = TwinQCritic(
+            observation_space, action_space, hidden_sizes=hidden_sizes, activation=activation, encoder=encoder
+        )
 
 
 class CategoricalActor(nn.Module):
@@ -100,6 +112,7 @@ class CategoricalActor(nn.Module):
         observation_space, action_space: env spaces (the action space Discrete).
         hidden_sizes: MLP widths for vector observations (images: CNN features feed the head).
         activation: MLP activation.
+        encoder: block sections (``model.encoder``) that replace the default encoder.
     """
 
     def __init__(
@@ -108,10 +121,13 @@ class CategoricalActor(nn.Module):
         action_space: Discrete,
         hidden_sizes: HiddenSizes = (256, 256),
         activation: Activation = "relu",
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
         self.observation_space = observation_space
-        self.encoder = Encoder(observation_space, [] if is_image(observation_space) else hidden_sizes, activation)
+        self.encoder = Encoder(
+            observation_space, [] if is_image(observation_space) else hidden_sizes, activation, blocks=encoder
+        )
         self.logits = nn.Linear(self.encoder.output_size, action_space.n)
 
     def forward(self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor) -> torch.Tensor:
@@ -126,7 +142,8 @@ class TwinQModel(nn.Module):
 
     Args:
         observation_space, action_space: env spaces (the action space Discrete).
-        hidden_sizes, activation: as for `QModel` (images go through the Nature or MinAtar CNN).
+        hidden_sizes, activation, encoder: as for `QModel` (images go through the Nature or
+            MinAtar CNN unless ``encoder`` is given).
     """
 
     def __init__(
@@ -135,10 +152,11 @@ class TwinQModel(nn.Module):
         action_space: Discrete,
         hidden_sizes: HiddenSizes = (256, 256),
         activation: Activation = "relu",
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
-        self.q1 = QModel(observation_space, action_space, hidden_sizes, activation)
-        self.q2 = QModel(observation_space, action_space, hidden_sizes, activation)
+        self.q1 = QModel(observation_space, action_space, hidden_sizes, activation, encoder=encoder)
+        self.q2 = QModel(observation_space, action_space, hidden_sizes, activation, encoder=encoder)
 
     def forward(
         self, observation: Any, prev_action: torch.Tensor, prev_reward: torch.Tensor
@@ -156,6 +174,8 @@ class SacDiscreteModel(nn.Module):
         observation_space, action_space: env spaces (the action space Discrete).
         hidden_sizes: MLP widths of the actor and of each critic.
         activation: MLP activation.
+        encoder: block sections (``model.encoder``) that replace the encoder of the actor and of
+            each critic.
     """
 
     def __init__(
@@ -164,7 +184,8 @@ class SacDiscreteModel(nn.Module):
         action_space: Discrete,
         hidden_sizes: HiddenSizes = (256, 256),
         activation: Activation = "relu",
+        encoder: EncoderSections | None = None,
     ):
         super().__init__()
-        self.actor = CategoricalActor(observation_space, action_space, hidden_sizes, activation)
-        self.critic = TwinQModel(observation_space, action_space, hidden_sizes, activation)
+        self.actor = CategoricalActor(observation_space, action_space, hidden_sizes, activation, encoder)
+        self.critic = TwinQModel(observation_space, action_space, hidden_sizes, activation, encoder)
