@@ -86,12 +86,12 @@ def test_random_conv_redraws_in_training_and_is_the_identity_in_eval():
 
 def test_random_conv_weights_follow_xavier_normal():
     torch.manual_seed(0)
-    block = build_blocks((3, 5, 5), {"kind": "random_conv", "clean_probability": 0.0}).train()
-    # A unit impulse at the centre of one channel reads out the kernel's weights from that channel.
-    impulse = torch.zeros(1, 3, 5, 5)
-    impulse[0, 0, 2, 2] = 1.0
-    taps = torch.stack([block(impulse)[0, :, 1:4, 1:4].flatten() for _ in range(400)])
-    std = (2 / (3 * 9 + 3 * 9)) ** 0.5
+    block = build_blocks((32, 3, 3), {"kind": "random_conv", "clean_probability": 0.0}).train()
+    # A unit impulse at the centre of channel 0 reads out the 32 x 3 x 3 weights from that channel.
+    impulse = torch.zeros(1, 32, 3, 3)
+    impulse[0, 0, 1, 1] = 1.0
+    taps = torch.stack([block(impulse).flatten() for _ in range(20)])
+    std = (2 / (32 * 9 + 32 * 9)) ** 0.5  # Xavier normal: sqrt(2 / (fan_in + fan_out))
     assert taps.std().item() == pytest.approx(std, rel=0.05)
     assert abs(taps.mean().item()) < 0.1 * std
 
@@ -101,8 +101,9 @@ def test_random_conv_clean_probability():
     x = torch.rand(1, *IMAGE)
     always = build_blocks(IMAGE, {"kind": "random_conv", "clean_probability": 1.0}).train()
     assert torch.equal(always(x), x)
-    tenth = build_blocks(IMAGE, {"kind": "random_conv"}).train()
-    clean = sum(torch.equal(tenth(x), x) for _ in range(1000))
+    tiny = torch.rand(1, 1, 3, 3)
+    tenth = build_blocks((1, 3, 3), {"kind": "random_conv"}).blocks[0].train()
+    clean = sum(torch.equal(tenth.forward_batch(tiny), tiny) for _ in range(1000))
     assert 60 <= clean <= 140  # the default 0.1 (Lee et al. 2020): binomial(1000, 0.1) within 4.2 sd
 
 
@@ -113,8 +114,9 @@ def test_spectral_norm_makes_the_largest_singular_value_one():
         {"kind": "mlp", "hidden_sizes": [32, 16], "spectral_norm": True},
     ]
     stack = build_blocks((3, 8, 8), sections).train()
-    for _ in range(30):
+    for _ in range(20):  # one power iteration per layer and training-mode forward
         stack(torch.randn(4, 3, 8, 8))
+    stack.eval()  # reading a weight in training mode would run another iteration
     layers = [m for m in stack.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     assert len(layers) == 4
     for layer in layers:
@@ -136,6 +138,15 @@ def test_impala_cnn_size_matches_the_hand_count():
     # + 4x8x8x32x288 + 2048x256 = 30,605,312
     assert count_flops(stack, (3, 64, 64)) == pytest.approx(61.2e6, rel=0.01)
     assert count_flops(stack, (3, 64, 64)) == 2 * 30_605_312
+
+
+def test_count_flops_leaves_the_module_as_it_was():
+    stack = build_blocks(IMAGE, {"kind": "resnet", "channels": 4, "norm": "batch"}).train()
+    before = {k: v.clone() for k, v in stack.state_dict().items()}
+    # two units of two 3x3 convs (3 -> 4, then 4 -> 4) and a 1x1 projection (3 -> 4), at 16x16
+    assert count_flops(stack, IMAGE) == 2 * 256 * 4 * (27 + 36 + 3 + 36 + 36)
+    assert all(m.training for m in stack.modules())
+    assert all(torch.equal(v, before[k]) for k, v in stack.state_dict().items())
 
 
 def test_nature_cnn_block_is_the_nature_cnn():
@@ -305,3 +316,7 @@ def test_a_section_without_kind_or_an_empty_list_is_rejected():
         build_blocks(IMAGE, [{"channels": [4]}])
     with pytest.raises(ConfigError, match="lists no blocks"):
         build_blocks(IMAGE, [])
+    with pytest.raises(ConfigError, match=r"model\.encoder\[0\]\.input_shape is inferred"):
+        build_blocks(IMAGE, [{"kind": "se", "input_shape": [3, 16, 16]}])
+    with pytest.raises(ConfigError, match=r"model\.encoder\[0\]\._target_: cannot import block module 'nope'"):
+        build_blocks(IMAGE, [{"_target_": "nope:Block"}])

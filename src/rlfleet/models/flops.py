@@ -18,7 +18,8 @@ def count_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
     every ``nn.Conv2d`` and ``nn.Linear`` call (``out.numel() * in_channels / groups * kh * kw``
     and ``out.numel() * in_features``; biases, activations, pooling, norms and attention's
     matrix products not counted), measured by forward hooks on a zero input ``[1, *input_shape]``
-    in eval mode without gradients. The module's mode is restored afterwards."""
+    (on the device of the module's parameters) in eval mode without gradients. The module's
+    mode is restored afterwards."""
     macs = 0
 
     def conv_hook(layer: nn.Conv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -36,11 +37,12 @@ def count_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
     modes = {m: m.training for m in module.modules()}
     module.eval()
     try:
         with torch.no_grad():
-            module(torch.zeros(1, *input_shape))
+            module(torch.zeros(1, *input_shape, device=device))
     finally:
         for handle in handles:
             handle.remove()

@@ -47,7 +47,10 @@ def block_class(section: Mapping[str, Any], name: str) -> tuple[str, type[Block]
         raise ConfigError(f"{name} gives both 'kind' and '_target_'; keep one")
     if "_target_" in section:
         path = check_value(section["_target_"], str, f"{name}._target_")
-        cls = import_object(path, "block")
+        try:
+            cls = import_object(path, "block")
+        except ConfigError as err:
+            raise ConfigError(f"{name}._target_: {err}") from None
         if not (isinstance(cls, type) and issubclass(cls, Block)):
             raise ConfigError(f"{name}._target_ {path!r} is not a rlfleet.models.blocks.Block subclass")
         return path, cls
@@ -68,6 +71,8 @@ def build_block(input_shape: tuple[int, ...], section: Mapping[str, Any], name: 
     if not isinstance(section, Mapping):
         raise ConfigError(f"{name} must be a mapping such as {{kind: conv}}, got {section!r}")
     label, cls = block_class(section, name)
+    if "input_shape" in section:
+        raise ConfigError(f"{name}.input_shape is inferred from the previous block or the observation; remove it")
     options = {k: v for k, v in section.items() if k not in ("kind", "_target_", "spectral_norm")}
     spectral = check_value(section.get("spectral_norm", False), bool, f"{name}.spectral_norm")
     check_kwargs(cls, options, name, skip=("input_shape",))

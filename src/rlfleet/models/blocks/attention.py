@@ -121,7 +121,8 @@ class SelfAttention(Block):
 
     - Image input ``[*lead, C, H, W]``: non-overlapping ``patch_size`` patches, each projected
       linearly to ``embed_dim`` (a conv with kernel = stride = patch size; uint8 scaled to
-      [0, 1]), plus a learned position embedding per patch: ``L = (H / p) * (W / p)`` tokens.
+      [0, 1]), plus a learned position embedding per patch (initialised N(0, 0.02^2), as ViT):
+      ``L = (H / p) * (W / p)`` tokens.
     - Entity set ``[*lead, L, F]``: each entity projected linearly to ``embed_dim``; no position
       embedding, so the output is equivariant to the entities' order (``pool: mean``: invariant).
 
