@@ -13,6 +13,7 @@ from torch import nn
 from rlfleet.config.rules import EncoderSections
 from rlfleet.envs.spaces import Box, Composite, Space
 from rlfleet.errors import ConfigError
+from rlfleet.models.blocks import build_blocks
 from rlfleet.models.cnn import NatureCNN
 from rlfleet.models.mlp import MLP
 from rlfleet.utils.namedarraytuple import is_namedtuple
@@ -68,8 +69,6 @@ class Encoder(nn.Module):
                     f"model.encoder needs a Box observation space, got {observation_space}; "
                     "Dict and Tuple observations use the default encoder (leave model.encoder unset)"
                 )
-            from rlfleet.models.blocks import build_blocks
-
             self.blocks = build_blocks(tuple(observation_space.shape), blocks)
             self.output_size = self.blocks.output_size
             return
