@@ -17,6 +17,7 @@ REPRESENTATIVE = {
     "minatar": "MinAtar/Breakout-v1",
     "dmc": "dmc:cheetah-run",
     "memory": "CartPoleNoVel-v1",
+    "procgen": "procgen:coinrun",
 }
 
 
@@ -33,6 +34,8 @@ def preset_cases() -> list[tuple[str, str]]:
 def test_preset_validates(algorithm, env_id):
     if env_suite(env_id) == "dmc" and importlib.util.find_spec("dm_control") is None:
         pytest.skip("needs dm_control (pip install 'rlfleet[dmc]'), which validating a dmc: id imports")
+    if env_suite(env_id) == "procgen" and importlib.util.find_spec("procgen") is None:
+        pytest.skip("needs Procgen (scripts/install_procgen.sh), which validating a procgen: id imports")
     data = resolve(algorithm, env_id)
     config = validate(data)
     assert config.algorithm == algorithm and config.env.id == env_id

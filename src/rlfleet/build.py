@@ -27,7 +27,7 @@ from rlfleet.algos.spec import AlgoSpec
 from rlfleet.checkpoint import Checkpointer
 from rlfleet.config.loader import to_dict
 from rlfleet.config.schema import ExperimentConfig
-from rlfleet.envs.make import make_env
+from rlfleet.envs.make import held_out_config, make_env
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
 from rlfleet.envs.spaces import Box, EnvSpaces
 from rlfleet.errors import ConfigError
@@ -211,6 +211,7 @@ def build_experiment(
         save_replay=r.save_replay,
     )
     if r.eval_interval_steps > 0:
+        test_env = held_out_config(config.env)
         evaluator = Evaluator(
             functools.partial(make_env, config.env, training=False),
             r.eval_envs,
@@ -219,6 +220,7 @@ def build_experiment(
             obs_normalizer=obs_norm,
             discount=config.algo.gamma,
             max_episode_steps=r.eval_max_steps,
+            test_env_factory=None if test_env is None else functools.partial(make_env, test_env, training=False),
         )
         runner: MinibatchRl = MinibatchRlEval(
             algo, agent, sampler, evaluator=evaluator, eval_interval_steps=r.eval_interval_steps, **common

@@ -41,12 +41,15 @@ MOVED_TO_REPLAY = {
 
 
 def env_suite(env_id: str) -> str:
-    """The preset suite of an env id: atari, minatar, dmc, classic, box2d, mujoco, memory (the
-    partially observable NoVel, POPGym and MiniGrid ids of `rlfleet.envs.pomdp`) or custom."""
+    """The preset suite of an env id: atari, minatar, dmc, procgen, classic, box2d, mujoco, memory
+    (the partially observable NoVel, POPGym and MiniGrid ids of `rlfleet.envs.pomdp`) or custom."""
     from rlfleet.envs.pomdp import is_memory_env
+    from rlfleet.envs.procgen import is_procgen
 
     if is_memory_env(env_id):
         return "memory"
+    if is_procgen(env_id):
+        return "procgen"
     if env_id.startswith("ALE/"):
         return "atari"
     if env_id.startswith("dmc:"):
@@ -209,7 +212,7 @@ def check_override_keys(algorithm: str, overrides: list[str]) -> None:
     for text in overrides:
         path, value = parse_override(text)
         key = ".".join(path)
-        if path[0] == "model" or key.startswith("env.kwargs.") or key in keys:
+        if path[0] == "model" or key.startswith(("env.kwargs.", "env.test_kwargs.")) or key in keys:
             continue
         if path[0] == "algo" and len(path) == 2 and path[1] in MOVED_TO_REPLAY:
             check_moved_keys({path[1]: value})

@@ -38,10 +38,19 @@ class EnvConfig:
     Attributes:
         id: a Gymnasium id (``CartPole-v1``, ``HalfCheetah-v5``, ``ALE/Pong-v5``,
             ``MinAtar/Breakout-v1``), a DeepMind Control id ``dmc:<domain>-<task>``
-            (``dmc:cheetah-run``) or an import path ``pkg.module:EnvClass`` of a ``gym.Env``
-            class or factory.
-        kwargs: keyword arguments passed to ``gym.make``, to ``dm_control.suite.load`` or to the
-            imported class.
+            (``dmc:cheetah-run``), a Procgen id ``procgen:<game>`` (``procgen:coinrun``) or an
+            import path ``pkg.module:EnvClass`` of a ``gym.Env`` class or factory.
+        kwargs: keyword arguments passed to ``gym.make``, to ``dm_control.suite.load``, to
+            Procgen (``distribution_mode``, ``num_levels``, ``start_level``, ...; see
+            `rlfleet.envs.procgen`) or to the imported class.
+        test_kwargs: held-out evaluation: when non-empty, each evaluation also runs
+            ``runner.eval_episodes`` episodes (from the same seeds) in envs built with ``kwargs``
+            updated by these, logged beside the ``Eval*`` columns as ``EvalTest*``
+            (``EvalTestReturnAverage``, ``EvalTestReturnStd``, ...) and ``GeneralizationGap``
+            (``EvalReturnAverage - EvalTestReturnAverage``). None (the default): for ``procgen:``
+            ids trained on ``num_levels > 0`` levels, Procgen's test split ``{num_levels: 0}``
+            (the full level distribution, the same distribution mode; Cobbe et al. 2020); no
+            held-out evaluation otherwise. ``{}``: none.
         max_episode_steps: time limit override (``None`` keeps the registered one; an env given
             by import path with no time limit of its own, no ``TimeLimit`` wrapper nor
             ``spec.max_episode_steps``, is truncated at 1000 steps, with a note when the run
@@ -55,6 +64,7 @@ class EnvConfig:
 
     id: str = "CartPole-v1"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    test_kwargs: dict[str, Any] | None = None
     max_episode_steps: Count | None = None
     normalize_obs: bool = False
     normalize_reward: bool = False

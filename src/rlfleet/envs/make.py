@@ -1,10 +1,12 @@
 """Build envs from an id: Gymnasium's registry (classic control, Box2D, MuJoCo ``HalfCheetah-v5``,
 Atari ``ALE/...``, MinAtar ``MinAtar/...``; the partially observable ``CartPoleNoVel-v1``,
 ``popgym-...`` and ``MiniGrid-...`` of `rlfleet.envs.pomdp`), DeepMind Control ``dmc:<domain>-<task>`` (see
-`rlfleet.envs.dmc`) or a user class/factory given by import path (``pkg.module:Name``)."""
+`rlfleet.envs.dmc`), Procgen ``procgen:<game>`` (see `rlfleet.envs.procgen`) or a user class/factory given by
+import path (``pkg.module:Name``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 
@@ -15,6 +17,7 @@ from rlfleet.config.schema import EnvConfig
 from rlfleet.envs.dmc import dmc_task, is_dmc, make_dmc_env
 from rlfleet.envs.gym_env import GymEnv
 from rlfleet.envs.pomdp import missing_package_message, register_pomdp_envs, wrap_pomdp_env
+from rlfleet.envs.procgen import gym3_env_class, held_out_split_kwargs, is_procgen, make_procgen_env, procgen_game
 from rlfleet.errors import ConfigError
 from rlfleet.utils.imports import import_object, looks_like_import_path
 
@@ -57,6 +60,10 @@ def check_env_id(env_id: str) -> None:
     """Raise ConfigError (with the closest registered id) for an unknown env id."""
     if is_dmc(env_id):
         dmc_task(env_id)
+        return
+    if is_procgen(env_id):
+        procgen_game(env_id)
+        gym3_env_class(env_id)
         return
     if looks_like_import_path(env_id):
         import_object(env_id, what="env")
@@ -177,6 +184,9 @@ def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | No
     if is_dmc(config.id):
         env = make_dmc_env(config.id, config.kwargs, render_mode)
         return gym.wrappers.TimeLimit(env, config.max_episode_steps) if config.max_episode_steps else env
+    if is_procgen(config.id):
+        env = make_procgen_env(config.id, config.kwargs, render_mode)
+        return gym.wrappers.TimeLimit(env, config.max_episode_steps) if config.max_episode_steps else env
     if looks_like_import_path(config.id):
         factory = import_object(config.id, what="env")
         kwargs = dict(config.kwargs)
@@ -206,6 +216,18 @@ def make_gym_env(config: EnvConfig, training: bool = True, render_mode: str | No
     if config.id.startswith("MinAtar/"):
         env = _MinAtarChannelsFirst(env)
     return wrap_pomdp_env(config.id, env, DEFAULT_MAX_EPISODE_STEPS)
+
+
+def held_out_config(config: EnvConfig) -> EnvConfig | None:
+    """The env config of the held-out evaluation (``EnvConfig.test_kwargs``): ``kwargs`` updated by
+    ``test_kwargs``; with ``test_kwargs`` None, Procgen's test split for ``procgen:`` ids
+    (`rlfleet.envs.procgen.held_out_split_kwargs`) and none for other ids. None: no held-out evaluation."""
+    test_kwargs = config.test_kwargs
+    if test_kwargs is None:
+        test_kwargs = held_out_split_kwargs(config.kwargs) if is_procgen(config.id) else {}
+    if not test_kwargs:
+        return None
+    return dataclasses.replace(config, kwargs={**config.kwargs, **test_kwargs}, test_kwargs={})
 
 
 def make_env(config: EnvConfig, training: bool = True, render_mode: str | None = None) -> GymEnv:

@@ -23,7 +23,7 @@ from rlfleet.envs.gym_env import env_fault
 from rlfleet.errors import CheckpointError, EnvError, NonFiniteError, RunFailure, SamplerWorkerDied
 from rlfleet.logging.console import ConsoleProgress
 from rlfleet.logging.progress import ProgressLogger
-from rlfleet.samplers.evaluation import EvaluationInterrupted, Evaluator
+from rlfleet.samplers.evaluation import TEST_SPLIT, TRAIN_SPLIT, EvaluationInterrupted, Evaluator
 from rlfleet.samplers.sampler import Sampler
 
 
@@ -440,7 +440,8 @@ class MinibatchRlEval(MinibatchRl):
     """MinibatchRl plus a deterministic evaluation (its own envs) at step 0 and every
     ``eval_interval_steps``; each evaluation writes a progress row with ``Eval*`` columns
     (``EvalCapped``, with a console note, when episodes were cut at the evaluator's
-    ``max_episode_steps``, ``runner.eval_max_steps``).
+    ``max_episode_steps``, ``runner.eval_max_steps``) and, with a held-out split
+    (``EnvConfig.test_kwargs``), the same ``EvalTest*`` columns and ``GeneralizationGap``.
 
     Ctrl-C during an evaluation: the evaluator checks the flag before every env step and the
     evaluation is abandoned at once. An evaluation changes no training state (agent weights
@@ -453,7 +454,7 @@ class MinibatchRlEval(MinibatchRl):
     boundaries; an evaluation abandoned at ``n_steps`` is not run again: the run is finished.)
 
     Args:
-        evaluator: the `Evaluator` (``evaluator(agent) -> list of trajectory dicts``; its
+        evaluator: the `Evaluator` (``evaluator(agent) -> {split: list of trajectory dicts}``; its
             ``count`` of evaluations so far is checkpointed, as it seeds the next one); None on
             data-parallel ranks above 0, which do not evaluate.
         eval_interval_steps: env steps between evaluations.
@@ -474,7 +475,7 @@ class MinibatchRlEval(MinibatchRl):
         self.agent.eval_mode(self.cum_steps)
         count, eval_rng, global_rng = self.evaluator.count, self.agent.eval_generator.get_state(), rng_state()
         try:
-            trajs = self.evaluator(self.agent, interrupted=lambda: self._interrupted)
+            splits = self.evaluator(self.agent, interrupted=lambda: self._interrupted)
         except EvaluationInterrupted:
             self.evaluator.count = count
             self.agent.eval_generator.set_state(eval_rng)
@@ -483,16 +484,22 @@ class MinibatchRlEval(MinibatchRl):
             self.console.line(f"Ctrl-C: evaluation at {self.cum_steps} steps abandoned; a resumed run runs it again")
             raise
         self._eval_pending = False
-        row = _stats("EvalReturn", [t["Return"] for t in trajs])
-        row.update(_stats("EvalLength", [t["Length"] for t in trajs]))
-        row["EvalEpisodes"] = len(trajs)
-        capped = sum(1 for t in trajs if t.get("Capped"))
-        if capped:
-            row["EvalCapped"] = capped
-            self.console.line(
-                f"note: {capped} of {len(trajs)} evaluation episodes reached {self.evaluator.max_episode_steps} "
-                "steps and were cut there (runner.eval_max_steps)"
-            )
+        row: dict[str, float] = {}
+        for prefix, trajs in splits.items():  # Eval*, then EvalTest* for a held-out split
+            row.update(_stats(f"{prefix}Return", [t["Return"] for t in trajs]))
+            row.update(_stats(f"{prefix}Length", [t["Length"] for t in trajs]))
+            row[f"{prefix}Episodes"] = len(trajs)
+            capped = sum(1 for t in trajs if t.get("Capped"))
+            if capped:
+                row[f"{prefix}Capped"] = capped
+                held_out = "held-out " if prefix == TEST_SPLIT else ""
+                self.console.line(
+                    f"note: {capped} of {len(trajs)} {held_out}evaluation episodes reached "
+                    f"{self.evaluator.max_episode_steps} steps and were cut there (runner.eval_max_steps)"
+                )
+        train, test = f"{TRAIN_SPLIT}ReturnAverage", f"{TEST_SPLIT}ReturnAverage"
+        if train in row and test in row:
+            row["GeneralizationGap"] = row[train] - row[test]
         return row
 
     def state_dict(self) -> dict[str, Any]:

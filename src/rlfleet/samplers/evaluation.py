@@ -104,6 +104,11 @@ def evaluation_seed(run_seed: int) -> int:
     return int(np.random.SeedSequence([run_seed, EVALUATION_STREAM]).generate_state(1)[0]) % 2**30
 
 
+TRAIN_SPLIT = "Eval"
+TEST_SPLIT = "EvalTest"
+"""The keys of an evaluation's splits, the prefixes of their progress columns."""
+
+
 class Evaluator:
     """Owns the evaluation envs and runs ``n_episodes`` deterministic episodes on request.
 
@@ -116,6 +121,9 @@ class Evaluator:
         obs_normalizer: the training normaliser (used, never updated).
         max_episode_steps: episodes are cut after this many steps (None: the env's own time
             limit when it has one, else `DEFAULT_EVAL_MAX_STEPS`); see `evaluate_agent`.
+        test_env_factory: builds the envs of the held-out split (``EnvConfig.test_kwargs``);
+            each evaluation then also runs ``n_episodes`` episodes in as many of those, from
+            the same seeds, after the training split's.
 
     An evaluation changes nothing but ``count`` (its seed) and the agent's evaluation RNG, so
     an evaluation abandoned by ``interrupted`` can be run again exactly: the caller restores
@@ -131,8 +139,10 @@ class Evaluator:
         obs_normalizer: ObservationNormalizer | None = None,
         discount: float = 0.99,
         max_episode_steps: int | None = None,
+        test_env_factory: Callable[[], GymEnv] | None = None,
     ):
         self.envs = [env_factory() for _ in range(min(n_envs, n_episodes))]
+        self.test_envs = [] if test_env_factory is None else [test_env_factory() for _ in self.envs]
         self.n_episodes = n_episodes
         self.seed = seed
         self.obs_normalizer = obs_normalizer
@@ -144,20 +154,29 @@ class Evaluator:
         self.max_episode_steps = max_episode_steps
         self.count = 0
 
-    def __call__(self, agent: Agent, interrupted: Callable[[], bool] | None = None) -> list[dict[str, float]]:
+    def __call__(
+        self, agent: Agent, interrupted: Callable[[], bool] | None = None
+    ) -> dict[str, list[dict[str, float]]]:
+        """Evaluation ``count`` (then ``count + 1``): the completed episodes of each split,
+        ``{TRAIN_SPLIT: [...]}`` plus ``TEST_SPLIT`` when there are test envs."""
         seed = self.seed + 1000 * self.count
         self.count += 1
-        return evaluate_agent(
-            agent,
-            self.envs,
-            self.n_episodes,
-            seed,
-            self.obs_normalizer,
-            self.discount,
-            max_episode_steps=self.max_episode_steps,
-            interrupted=interrupted,
-        )
+        splits = {TRAIN_SPLIT: self.envs, TEST_SPLIT: self.test_envs}
+        return {
+            name: evaluate_agent(
+                agent,
+                envs,
+                self.n_episodes,
+                seed,
+                self.obs_normalizer,
+                self.discount,
+                max_episode_steps=self.max_episode_steps,
+                interrupted=interrupted,
+            )
+            for name, envs in splits.items()
+            if envs
+        }
 
     def close(self) -> None:
-        for env in self.envs:
+        for env in self.envs + self.test_envs:
             env.close()

@@ -7,12 +7,20 @@ from typing import Any
 
 from rlfleet.errors import ConfigError
 
+#: Prefixes of rlfleet's own env ids that are shaped like import paths (``procgen:coinrun``).
+ENV_ID_PREFIXES = ("procgen:",)
+
 
 def looks_like_import_path(name: str) -> bool:
-    """``pkg.module:Name``: a dotted module path and an identifier (so ``dmc:cheetah-run`` and
-    ``ALE/Pong-v5`` are not)."""
+    """``pkg.module:Name``: a dotted module path and an identifier (so ``dmc:cheetah-run``,
+    ``ALE/Pong-v5`` and the `ENV_ID_PREFIXES` ids are not)."""
     module, sep, attr = name.partition(":")
-    return bool(sep) and attr.isidentifier() and all(part.isidentifier() for part in module.split("."))
+    return (
+        bool(sep)
+        and attr.isidentifier()
+        and all(part.isidentifier() for part in module.split("."))
+        and not name.startswith(ENV_ID_PREFIXES)
+    )
 
 
 def import_object(path: str, what: str = "object") -> Any:
