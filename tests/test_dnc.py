@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from core_contract import (
+    assert_episode_reset,
+    assert_gradients_reach_every_parameter,
+    assert_shapes,
+    assert_unroll_equals_steps,
+)
 from rlfleet.models.dnc import DncCore, allocation_weights, content_weights, update_link
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dnc_copy.py"
@@ -119,31 +125,15 @@ def test_state_parts_keep_the_dnc_invariants():
 @pytest.mark.parametrize("link", [True, False])
 @pytest.mark.parametrize("T", [1, 7])
 def test_shapes(T, link):
-    core, B = small_core(link=link), 3
-    out, state = core(torch.randn(T, B, F), torch.zeros(B, core.state_size))
-    assert out.shape == (T, B, H) and core.output_size == H
-    assert state.shape == (B, core.state_size)
-    out2, none = core(torch.randn(T, B, F), state, torch.zeros(T, B, dtype=torch.bool), final_state=False)
-    assert out2.shape == (T, B, H) and none is None
+    core = small_core(link=link)
+    assert core.output_size == H
+    assert_shapes(core, torch.randn(T, 3, F))
 
 
 @pytest.mark.parametrize("link", [True, False])
 def test_episode_start_resets_one_column_inside_the_unroll(link):
-    core, T, B, k = small_core(link=link), 8, 3, 3
-    x, state = torch.randn(T, B, F), random_state(core, B)
-    starts = torch.zeros(T, B, dtype=torch.bool)
-    starts[k, 1] = True
-    with torch.no_grad():
-        out, final = core(x, state, starts)
-        plain, plain_final = core(x, state)
-        fresh, fresh_final = core(x[k:, 1:2], torch.zeros(1, core.state_size))
-    torch.testing.assert_close(out[k:, 1:2], fresh)
-    torch.testing.assert_close(final[1:2], fresh_final)
-    torch.testing.assert_close(out[:k, 1], plain[:k, 1])
-    others = [0, 2]
-    torch.testing.assert_close(out[:, others], plain[:, others])
-    torch.testing.assert_close(final[others], plain_final[others])
-    assert not torch.allclose(out[k:, 1], plain[k:, 1])
+    core = small_core(link=link)
+    assert_episode_reset(core, torch.randn(8, 3, F), random_state(core, 3), k=3, column=1)
 
 
 def test_episode_start_at_step_zero_ignores_the_given_state():
@@ -157,25 +147,12 @@ def test_episode_start_at_step_zero_ignores_the_given_state():
 
 def test_unroll_equals_chained_single_steps():
     core, T, B = small_core(), 6, 3
-    x, state = torch.randn(T, B, F), random_state(core, B)
-    starts = torch.rand(T, B) < 0.3
-    with torch.no_grad():
-        out, final = core(x, state, starts)
-        s, steps = state, []
-        for t in range(T):
-            o, s = core(x[t : t + 1], s, starts[t : t + 1])
-            steps.append(o)
-    torch.testing.assert_close(out, torch.cat(steps), atol=1e-5, rtol=0)
-    torch.testing.assert_close(final, s, atol=1e-5, rtol=0)
+    assert_unroll_equals_steps(core, torch.randn(T, B, F), random_state(core, B), torch.rand(T, B) < 0.3)
 
 
 def test_gradients_reach_every_parameter():
-    core, B = small_core(), 3
-    out, state = core(torch.randn(5, B, F), random_state(core, B))
-    (out.square().sum() + state.sum()).backward()
-    for name, p in core.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
-        assert torch.isfinite(p.grad).all(), name
+    core = small_core()
+    assert_gradients_reach_every_parameter(core, torch.randn(5, 3, F), random_state(core, 3))
 
 
 def test_gradients_are_finite_from_a_zero_state():

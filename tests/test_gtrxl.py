@@ -7,6 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core_contract import (
+    assert_episode_reset,
+    assert_gradients_reach_every_parameter,
+    assert_shapes,
+    assert_unroll_equals_steps,
+)
 from rlfleet.config.validate import check_kwargs
 from rlfleet.errors import ConfigError
 from rlfleet.models.gtrxl import GatedTransformerCore, GruGate, relative_positions
@@ -70,33 +76,17 @@ def test_relative_positions_are_transformer_xl_sinusoids():
 def test_shapes_and_state_layout(T):
     core, B = small_core(), 3
     assert core.state_size == 2 * M * D + M and core.output_size == D
-    out, state = core(torch.randn(T, B, F), torch.zeros(B, core.state_size))
-    assert out.shape == (T, B, D) and state.shape == (B, core.state_size)
+    state = assert_shapes(core, torch.randn(T, B, F))
     valid = state[:, -M:]
     filled = min(T, M)
     torch.testing.assert_close(valid, torch.cat([torch.zeros(B, M - filled), torch.ones(B, filled)], 1))
     memory = state[:, :-M].view(B, 2, M, D)
     assert (memory[:, :, : M - filled] == 0).all() and (memory[:, :, M - filled :] != 0).any()
-    out2, none = core(torch.randn(T, B, F), state, torch.zeros(T, B, dtype=torch.bool), final_state=False)
-    assert out2.shape == (T, B, D) and none is None
 
 
 def test_episode_start_resets_one_column_inside_the_unroll():
-    core, T, B, k = small_core(), 9, 3, 3
-    x, state = torch.randn(T, B, F), filled_state(core, B)
-    starts = torch.zeros(T, B, dtype=torch.bool)
-    starts[k, 1] = True
-    with torch.no_grad():
-        out, final = core(x, state, starts)
-        plain, plain_final = core(x, state)
-        fresh, fresh_final = core(x[k:, 1:2], torch.zeros(1, core.state_size))
-    torch.testing.assert_close(out[k:, 1:2], fresh)
-    torch.testing.assert_close(final[1:2], fresh_final)
-    torch.testing.assert_close(out[:k, 1], plain[:k, 1])
-    others = [0, 2]
-    torch.testing.assert_close(out[:, others], plain[:, others])
-    torch.testing.assert_close(final[others], plain_final[others])
-    assert not torch.allclose(out[k:, 1], plain[k:, 1])
+    core = small_core()
+    assert_episode_reset(core, torch.randn(9, 3, F), filled_state(core, 3), k=3, column=1)
 
 
 def test_a_reset_near_the_end_clears_the_older_memory():
@@ -110,16 +100,7 @@ def test_a_reset_near_the_end_clears_the_older_memory():
 
 def test_unroll_equals_chained_single_steps():
     core, T, B = small_core(), 11, 3  # T > M: memory slides within the unroll
-    x, state = torch.randn(T, B, F), filled_state(core, B)
-    starts = torch.rand(T, B) < 0.2
-    with torch.no_grad():
-        out, final = core(x, state, starts)
-        s, steps = state, []
-        for t in range(T):
-            o, s = core(x[t : t + 1], s, starts[t : t + 1])
-            steps.append(o)
-    torch.testing.assert_close(out, torch.cat(steps), atol=1e-5, rtol=0)
-    torch.testing.assert_close(final, s, atol=1e-5, rtol=0)
+    assert_unroll_equals_steps(core, torch.randn(T, B, F), filled_state(core, B), torch.rand(T, B) < 0.2)
 
 
 def test_attention_is_causal_and_windowed():
@@ -136,12 +117,8 @@ def test_attention_is_causal_and_windowed():
 
 
 def test_gradients_reach_every_parameter():
-    core, B = small_core(), 3
-    out, state = core(torch.randn(5, B, F), filled_state(core, B))
-    (out.square().sum() + state.sum()).backward()
-    for name, p in core.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
-        assert torch.isfinite(p.grad).all(), name
+    core = small_core()
+    assert_gradients_reach_every_parameter(core, torch.randn(5, 3, F), filled_state(core, 3))
 
 
 # ----- options -----
