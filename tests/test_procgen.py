@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import QUIET, assert_exact_resume, latest_state, read_progress
+from rlfleet.build import build_experiment
 from rlfleet.config.loader import env_suite, resolve, validate
 from rlfleet.config.schema import EnvConfig
 from rlfleet.envs import procgen
@@ -19,6 +20,7 @@ from rlfleet.envs.make import check_env_id, held_out_config, make_env
 from rlfleet.envs.spaces import Box, Discrete
 from rlfleet.errors import ConfigError
 from rlfleet.experiment import train
+from rlfleet.samplers.evaluation import EvaluationInterrupted
 
 needs_procgen = pytest.mark.skipif(
     importlib.util.find_spec("procgen") is None or importlib.util.find_spec("gym3") is None,
@@ -232,6 +234,30 @@ def test_test_kwargs_evaluates_a_held_out_env_too(tmp_path):
     assert all(r["EvalTestReturnMax"] <= 0 < r["EvalReturnMin"] for r in rows)
     assert all(r["GeneralizationGap"] >= r["EvalReturnAverage"] for r in rows)
     assert latest_state(run_dir)["evaluations"] == 3  # one count for both splits
+
+
+def test_ctrl_c_in_the_held_out_split_abandons_the_whole_evaluation():
+    """An interruption while the held-out envs run puts the one count back: the evaluation run
+    again gives the row an uninterrupted one gives."""
+    overrides = ["env.test_kwargs.sutton_barto_reward=true", "runner.eval_episodes=2", *QUIET]
+    exp, reference = (build_experiment(validate(resolve("ppo", "CartPole-v1", overrides))) for _ in range(2))
+    runner, test_env = exp.runner, exp.evaluator.test_envs[0]
+    step = test_env.step
+
+    def interrupting_step(action):
+        runner._interrupted = True  # Ctrl-C while the held-out split runs
+        return step(action)
+
+    test_env.step = interrupting_step
+    with pytest.raises(EvaluationInterrupted):
+        runner.evaluate()
+    assert (exp.evaluator.count, runner._eval_pending) == (0, True)
+    runner._interrupted, test_env.step = False, step
+    row = runner.evaluate()
+    assert row == reference.runner.evaluate() and "GeneralizationGap" in row
+    assert exp.evaluator.count == 1
+    exp.close()
+    reference.close()
 
 
 def test_without_test_kwargs_no_held_out_columns(tmp_path):
