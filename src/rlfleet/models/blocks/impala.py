@@ -30,17 +30,22 @@ class ImpalaStage(nn.Module):
 
 class ImpalaCnn(Block):
     """``[*lead, C, H, W] -> [*lead, feature_size]``: one `ImpalaStage` per entry of ``channels``,
-    then ReLU, flatten, a linear layer and ReLU. uint8 images are scaled to [0, 1].
+    then ReLU, flatten, a linear layer and ReLU. uint8 images are scaled to [0, 1]. With
+    ``feature_size: null`` the block ends at the ReLU of the last stage and keeps the feature map,
+    ``[*lead, channels[-1], H', W']``, so that spatial blocks (``se``, ``cbam``, ``attention``) and
+    an ``mlp`` head can follow.
 
     At 3x64x64 with the defaults: 622,144 parameters and about 61.2 MFLOP per forward.
 
     Args:
         input_shape: ``(C, H, W)``.
         channels: output channels of each stage (each stage halves the sides).
-        feature_size: width of the final linear layer.
+        feature_size: width of the final linear layer (None: no linear layer).
     """
 
-    def __init__(self, input_shape: Sequence[int], channels: HiddenSizes = (16, 32, 32), feature_size: Count = 256):
+    def __init__(
+        self, input_shape: Sequence[int], channels: HiddenSizes = (16, 32, 32), feature_size: Count | None = 256
+    ):
         super().__init__(input_shape)
         c, h, w = image_shape(input_shape)
         if not channels:
@@ -50,9 +55,9 @@ class ImpalaCnn(Block):
             stages.append(ImpalaStage(c, out))
             c, h, w = out, conv_output_side(h, 3, 2, 1), conv_output_side(w, 3, 2, 1)
         self.stages = nn.Sequential(*stages)
-        self.fc = nn.Linear(c * h * w, feature_size)
-        self.output_shape = (feature_size,)
+        self.fc = None if feature_size is None else nn.Linear(c * h * w, feature_size)
+        self.output_shape = (c, h, w) if feature_size is None else (feature_size,)
 
     def forward_batch(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.stages(image_float(x))).flatten(1)
-        return torch.relu(self.fc(x))
+        x = torch.relu(self.stages(image_float(x)))
+        return x if self.fc is None else torch.relu(self.fc(x.flatten(1)))
