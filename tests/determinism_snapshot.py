@@ -54,6 +54,18 @@ SEQUENCES = [
     "algo.batch_size=4",
     "algo.target_update_interval=10",
 ]
+# ppo with a DNC or GTrXL core (the memory preset's annealing off)
+MEMORY_CORE = [
+    "model.core_size=16",
+    "model.hidden_sizes=[16]",
+    "model.head_sizes=[16]",
+    "algo.minibatch_size=32",
+    "algo.epochs=2",
+    "algo.sequence_length=8",
+    "algo.anneal_lr=false",
+    "algo.anneal_clip=false",
+    "env.normalize_obs=false",
+]
 DISCRETE_VALUE = ["dqn", "c51", "rainbow", "qrdqn", "iqn", "fqf", "mdqn", "miqn", "sac_discrete"]
 CONTINUOUS = ["ddpg", "td3", "sac", "tac"]
 
@@ -86,6 +98,37 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     ),
     "a2c-CartPoleNoVel-gru": ("a2c", "CartPoleNoVel-v1", [*ON_POLICY, *RECURRENT, "model.core=gru"]),
     **{f"{a}-CartPoleNoVel": (a, "CartPoleNoVel-v1", [*OFF_POLICY, *SEQUENCES]) for a in ("r2d2", "rdqn")},
+    # memory cores and network-zoo blocks (model.encoder)
+    "ppo-CartPoleNoVel-dnc": (
+        "ppo",
+        "CartPoleNoVel-v1",
+        [*ON_POLICY, *MEMORY_CORE, "model.core=dnc", "model.core_options={memory_slots: 4, word_size: 4}"],
+    ),
+    "ppo-CartPoleNoVel-gtrxl": (
+        "ppo",
+        "CartPoleNoVel-v1",
+        [*ON_POLICY, *MEMORY_CORE, "model.core=gtrxl", "model.core_options={layers: 1, memory_length: 8}"],
+    ),
+    "ppo-MinAtar-blocks": (
+        "ppo",
+        "MinAtar/Breakout-v1",
+        [
+            *ON_POLICY,
+            "algo.minibatch_size=32",
+            "algo.epochs=2",
+            "model.encoder=[{kind: random_conv}, {kind: impala_cnn, channels: [4, 8], feature_size: null},"
+            " {kind: cbam, reduction: 2}, {kind: mlp, hidden_sizes: [16], spectral_norm: true}]",
+        ],
+    ),
+    "dqn-MinAtar-spectral-norm": (
+        "dqn",
+        "MinAtar/Breakout-v1",
+        [
+            *OFF_POLICY,
+            "model.encoder=[{kind: conv, channels: [4], kernels: [3], strides: [1]},"
+            " {kind: mlp, hidden_sizes: [16], spectral_norm: true}]",
+        ],
+    ),
 }
 
 
