@@ -163,6 +163,11 @@ def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResu
     return result
 
 
+class SuiteInterrupted(Exception):
+    """A run of the suite stopped on Ctrl-C (its checkpoint written); runs not started are
+    cancelled. The message names the command that finishes the suite."""
+
+
 def run_suite(
     suite: Suite,
     workers: int = 1,
@@ -174,6 +179,8 @@ def run_suite(
     """Run every (entry, seed), each in a fresh process, ``workers`` at a time; write the report.
     Runs are named ``name`` (default: the suite and a timestamp); giving the name of an
     interrupted suite finishes it (see `run_one`)."""
+    from rlfleet.runners.minibatch_rl import TrainingInterrupted  # torch: only once runs start
+
     name = name or time.strftime(f"{suite.name}-%Y%m%d-%H%M%S")
     jobs = [(i, seed) for i, entry in enumerate(suite.entries) for seed in (seeds or entry.seeds)]
     results: dict[int, list[SeedResult]] = {i: [] for i in range(len(suite.entries))}
@@ -184,9 +191,16 @@ def run_suite(
         futures = {pool.submit(run_one, suite.entries[i], seed, runs_root, name): (i, seed) for i, seed in jobs}
         for future in concurrent.futures.as_completed(futures):
             i, seed = futures[future]
-            result = future.result()
-            results[i].append(result)
             entry = suite.entries[i]
+            try:
+                result = future.result()
+            except TrainingInterrupted as err:
+                pool.shutdown(cancel_futures=True)
+                raise SuiteInterrupted(
+                    f"{entry.title} {entry.env} seed {seed}: {err}; "
+                    f"`rlfleet bench {suite.name} --name {name}` finishes the suite"
+                ) from None
+            results[i].append(result)
             print(
                 f"{entry.title} {entry.env} seed {seed}: final eval {result.final_return:.1f}, "
                 f"{result.steps_per_second:.0f} steps/s, {result.wall_time:.0f} s",

@@ -301,16 +301,20 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "bench":
             require_extra("plot", "rlfleet bench")
-            from rlfleet.bench import find_suite, load_suite, run_suite
+            from rlfleet.bench import SuiteInterrupted, find_suite, load_suite, run_suite
 
-            report = run_suite(
-                load_suite(find_suite(args.suite)),
-                workers=args.workers,
-                runs_root=args.runs_dir,
-                out_dir=args.out_dir,
-                seeds=args.seeds,
-                name=args.name,
-            )
+            try:
+                report = run_suite(
+                    load_suite(find_suite(args.suite)),
+                    workers=args.workers,
+                    runs_root=args.runs_dir,
+                    out_dir=args.out_dir,
+                    seeds=args.seeds,
+                    name=args.name,
+                )
+            except SuiteInterrupted as err:
+                print(f"rlfleet: {err}", file=sys.stderr)
+                return 130
             print(f"report: {report}")
             return 0
         if args.command == "plot":
