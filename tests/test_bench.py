@@ -2,7 +2,10 @@
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,32 @@ def test_interrupted_suite_is_finished_under_its_name(tmp_path):
     assert result_0 == dataclasses.asdict(first)  # reused, not trained again
     assert (interrupted / RESULT_FILE).is_file()  # restarted from scratch and finished
     assert "| ppo | CartPole-v1 | 2,048 | 2 |" in report.read_text()
+
+
+def test_ctrl_c_stops_the_suite_with_one_line_and_starts_nothing_more(tmp_path):
+    suite = {
+        "name": "cut",
+        "description": "a long run and one queued behind it",
+        "entries": [{"algorithm": "ppo", "env": "CartPole-v1", "steps": 10_000_000, "seeds": [0, 1], "threshold": 0}],
+    }
+    (tmp_path / "cut.yaml").write_text(yaml.safe_dump(suite))
+    cmd = rlfleet_cmd("bench", "cut.yaml", "--name", "cut", "--runs-dir", "runs", "--out-dir", "out")
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    first = run_path("CartPole-v1", "ppo", "cut", 0, tmp_path / "runs")
+    try:
+        deadline = time.monotonic() + 120
+        while not ((first / "progress.csv").is_file() and len((first / "progress.csv").read_text().splitlines()) >= 3):
+            assert time.monotonic() < deadline and proc.poll() is None, "the first run did not start"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith("rlfleet: suite cut interrupted") and "--name cut" in err, err
+    assert list((first / "checkpoints").glob("ckpt_*.pt")), "the running run wrote no checkpoint"
+    assert not run_path("CartPole-v1", "ppo", "cut", 1, tmp_path / "runs").exists(), "the queued run started"

@@ -188,24 +188,37 @@ def run_suite(
     if sys.version_info >= (3, 11):
         pool_options["max_tasks_per_child"] = 1  # a fresh process per run: honest peak memory
     with concurrent.futures.ProcessPoolExecutor(workers, **pool_options) as pool:
-        futures = {pool.submit(run_one, suite.entries[i], seed, runs_root, name): (i, seed) for i, seed in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            i, seed = futures[future]
-            entry = suite.entries[i]
-            try:
-                result = future.result()
-            except TrainingInterrupted as err:
-                pool.shutdown(cancel_futures=True)
-                raise SuiteInterrupted(
-                    f"{entry.title} {entry.env} seed {seed}: {err}; "
-                    f"`rlfleet bench {suite.name} --name {name}` finishes the suite"
-                ) from None
-            results[i].append(result)
-            print(
-                f"{entry.title} {entry.env} seed {seed}: final eval {result.final_return:.1f}, "
-                f"{result.steps_per_second:.0f} steps/s, {result.wall_time:.0f} s",
-                flush=True,
-            )
+        queued = iter(jobs)
+        running: dict[concurrent.futures.Future, tuple[int, int]] = {}
+
+        def start_next() -> None:
+            # one job per free worker, never more: a Ctrl-C then leaves nothing queued to start
+            for i, seed in queued:
+                running[pool.submit(run_one, suite.entries[i], seed, runs_root, name)] = (i, seed)
+                return
+
+        try:
+            for _ in range(workers):
+                start_next()
+            while running:
+                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    i, seed = running.pop(future)
+                    entry, result = suite.entries[i], future.result()
+                    results[i].append(result)
+                    print(
+                        f"{entry.title} {entry.env} seed {seed}: final eval {result.final_return:.1f}, "
+                        f"{result.steps_per_second:.0f} steps/s, {result.wall_time:.0f} s",
+                        flush=True,
+                    )
+                    start_next()
+        except (TrainingInterrupted, KeyboardInterrupt):
+            # Ctrl-C reaches the running runs too: each writes its checkpoint and stops
+            pool.shutdown(wait=True)
+            raise SuiteInterrupted(
+                f"suite {suite.name} interrupted: the running runs wrote their checkpoints, the others did not "
+                f"start; `rlfleet bench {suite.name} --name {name}` finishes it"
+            ) from None
     return write_report(suite, results, Path(out_dir))
 
 
