@@ -78,3 +78,12 @@ class NanReward(_Counting):
 
     def reward(self) -> float:
         return float("nan") if self.steps >= self.nan_at else 1.0
+
+
+class LargeState(_Counting):
+    """An env whose pickled state (1 MB) is larger than a pipe's buffer: restoring it in a worker
+    process must not deadlock."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.payload = np.zeros(1 << 20, np.uint8)

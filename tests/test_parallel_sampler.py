@@ -104,3 +104,18 @@ def test_close_leaves_no_children():
     stepper.close()  # idempotent
     assert all(p.exitcode == 0 for p in processes)
     assert not set(processes) & set(mp.active_children())
+
+
+def test_restoring_env_states_larger_than_a_pipe_buffer():
+    # a resumed run's env states reach the workers through their pipes; the worker must be woken
+    # before a message that cannot fit in the pipe's buffer is sent
+    large = functools.partial(make_env, EnvConfig(id="faulty_envs:LargeState"))
+    stepper = ParallelStepper(large, 4, n_workers=2)
+    try:
+        stepper.reset([0, 1, 2, 3])
+        stepper.step(np.array([0, 1, 0, 1]))
+        state = stepper.state_dict()
+        assert stepper.load_state_dict(state)  # restored exactly, without hanging
+        stepper.step(np.array([0, 1, 0, 1]))
+    finally:
+        stepper.close()

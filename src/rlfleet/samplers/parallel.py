@@ -385,12 +385,14 @@ class ParallelStepper:
         try:
             self._command[0] = _CALL
             for w, (conn, go, worker_args) in enumerate(zip(self._conns, self._gos, args[n_local:])):
+                # wake the worker first: it reads the pipe only once woken, and a message larger
+                # than the pipe's buffer (env states of a resumed run) would block this send
+                go.release()
                 try:
                     conn.send((method, worker_args))
                 except (BrokenPipeError, ConnectionResetError):
                     self._processes[w].join(timeout=1.0)  # gone, or about to be
                     raise self._died(w) from None
-                go.release()
             try:
                 local = [getattr(self._group, method)(*a) for a in args[:n_local]]
             except Exception as err:  # noqa: BLE001 - raised below, once the workers have replied
