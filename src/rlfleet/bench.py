@@ -207,7 +207,7 @@ def run_suite(
                     entry, result = suite.entries[i], future.result()
                     results[i].append(result)
                     print(
-                        f"{entry.title} {entry.env} seed {seed}: final eval {result.final_return:.1f}, "
+                        f"{entry.title} {entry.env} seed {seed}: final eval {format_return(result.final_return)}, "
                         f"{result.steps_per_second:.0f} steps/s, {result.wall_time:.0f} s",
                         flush=True,
                     )
@@ -220,6 +220,12 @@ def run_suite(
                 f"start; `rlfleet bench {suite.name} --name {name}` finishes it"
             ) from None
     return write_report(suite, results, Path(out_dir))
+
+
+def format_return(value: float) -> str:
+    """A return for the report: one decimal from 10 up, three significant digits below (returns
+    in [0, 1], such as MiniGrid's, would all print as 1.0 otherwise)."""
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
 def _median_or_none(values: list[Any]) -> Any:
@@ -260,8 +266,9 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         time_hit = _median_or_none([r.time_to_threshold for r in runs])
         anchor = f"{entry.anchor.value:g} ({entry.anchor.source})" if entry.anchor else ""
         lines.append(
-            f"| {entry.title} | {entry.env} | {entry.steps:,} | {len(runs)} | {median_final:.1f} "
-            f"[{min(finals):.1f}, {max(finals):.1f}] | {'< ' if entry.control else ''}{entry.threshold:g} | "
+            f"| {entry.title} | {entry.env} | {entry.steps:,} | {len(runs)} | {format_return(median_final)} "
+            f"[{format_return(min(finals))}, {format_return(max(finals))}] | "
+            f"{'< ' if entry.control else ''}{entry.threshold:g} | "
             f"{'pass' if entry.passed(median_final) else 'FAIL'} | "
             f"{'-' if steps_hit in (None, float('inf')) else f'{steps_hit:,.0f}'} | "
             f"{'-' if time_hit in (None, float('inf')) else f'{time_hit:.0f}'} | "
