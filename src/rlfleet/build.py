@@ -27,6 +27,7 @@ from rlfleet.algos.spec import AlgoSpec
 from rlfleet.checkpoint import Checkpointer
 from rlfleet.config.loader import to_dict
 from rlfleet.config.schema import ExperimentConfig
+from rlfleet.config.validate import check_kwargs
 from rlfleet.envs.make import held_out_config, make_env
 from rlfleet.envs.normalize import ObservationNormalizer, RewardNormalizer
 from rlfleet.envs.spaces import Box, EnvSpaces
@@ -104,7 +105,8 @@ def probe_spaces(config: ExperimentConfig) -> EnvSpaces:
 
 def model_factory(config: ExperimentConfig, spec: AlgoSpec, env_spaces: EnvSpaces):
     """``f(env_spaces) -> nn.Module``: the algorithm's default model (with the kwargs its spec
-    fixes) or ``model._target_``, with the ``model.*`` keyword arguments."""
+    fixes) or ``model._target_``, with the ``model.*`` keyword arguments and those the
+    algorithm's options require (``spec.model_kwargs``)."""
     kwargs = dict(config.model)
     target = kwargs.pop("_target_", None)
     if target:
@@ -112,6 +114,16 @@ def model_factory(config: ExperimentConfig, spec: AlgoSpec, env_spaces: EnvSpace
     else:
         cls = spec.default_model_class(env_spaces.action_kind)
         kwargs = {**spec.default_model_kwargs, **kwargs}
+    required = dict(spec.model_kwargs(config)) if spec.model_kwargs is not None else {}
+    for key, value in required.items():
+        if key in config.model and config.model[key] != value:
+            raise ConfigError(
+                f"model.{key}={config.model[key]!r} contradicts what {spec.name}'s options require "
+                f"({key}={value!r}): remove model.{key}"
+            )
+    if required:
+        check_kwargs(cls, required, "model", skip=("observation_space", "action_space"))
+    kwargs.update(required)
 
     def build(spaces: EnvSpaces):
         return cls(observation_space=spaces.observation, action_space=spaces.action, **kwargs)

@@ -44,6 +44,11 @@ class AlgoSpec:
             or one per action-space kind.
         default_model_kwargs: keyword arguments the algorithm fixes on its default model
             (Rainbow's ``dueling`` and ``noisy``); ``model.*`` overrides them.
+        model_kwargs: keyword arguments the algorithm's options require of whichever model it
+            trains, ``f(config) -> Mapping`` (PPO with ``algo.rnd.enabled``: ``value_heads=2``,
+            one value per reward stream). Applied by the composition root over ``model.*`` and
+            ``default_model_kwargs``; a ``model.*`` value that contradicts one is a ConfigError.
+            None: the options require nothing.
         action_spaces: action-space kinds the algorithm acts in.
         policy: ``on`` (learns from the latest batch) or ``off`` (learns from a replay, built
             from the ``replay:`` section and handed to the algorithm).
@@ -67,6 +72,7 @@ class AlgoSpec:
     agent: str | Mapping[str, str]
     default_model: str | Mapping[str, str]
     default_model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    model_kwargs: Callable[[Any], Mapping[str, Any]] | None = None
     action_spaces: tuple[ActionSpaceKind, ...]
     policy: Literal["on", "off"]
     replay_defaults: Mapping[str, Any] = field(default_factory=dict)

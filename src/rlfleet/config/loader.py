@@ -42,12 +42,16 @@ MOVED_TO_REPLAY = {
 
 def env_suite(env_id: str) -> str:
     """The preset suite of an env id: atari, minatar, dmc, procgen, classic, box2d, mujoco, memory
-    (the partially observable NoVel, POPGym and MiniGrid ids of `rlfleet.envs.pomdp`) or custom."""
+    (the partially observable NoVel, POPGym and MiniGrid ids of `rlfleet.envs.pomdp`),
+    exploration (``DeepSea-v0`` of `rlfleet.envs.deepsea`) or custom."""
+    from rlfleet.envs.deepsea import is_exploration_env
     from rlfleet.envs.pomdp import is_memory_env
     from rlfleet.envs.procgen import is_procgen
 
     if is_memory_env(env_id):
         return "memory"
+    if is_exploration_env(env_id):
+        return "exploration"
     if is_procgen(env_id):
         return "procgen"
     if env_id.startswith("ALE/"):

@@ -1,6 +1,7 @@
 """Build envs from an id: Gymnasium's registry (classic control, Box2D, MuJoCo ``HalfCheetah-v5``,
 Atari ``ALE/...``, MinAtar ``MinAtar/...``; the partially observable ``CartPoleNoVel-v1``,
-``popgym-...`` and ``MiniGrid-...`` of `rlfleet.envs.pomdp`), DeepMind Control ``dmc:<domain>-<task>`` (see
+``popgym-...`` and ``MiniGrid-...`` of `rlfleet.envs.pomdp`;
+``DeepSea-v0`` of `rlfleet.envs.deepsea`), DeepMind Control ``dmc:<domain>-<task>`` (see
 `rlfleet.envs.dmc`), Procgen ``procgen:<game>`` (see `rlfleet.envs.procgen`) or a user class/factory given by
 import path (``pkg.module:Name``)."""
 
@@ -14,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlfleet.config.schema import EnvConfig
+from rlfleet.envs.deepsea import is_exploration_env, register_exploration_envs
 from rlfleet.envs.dmc import dmc_task, is_dmc, make_dmc_env
 from rlfleet.envs.gym_env import GymEnv
 from rlfleet.envs.pomdp import missing_package_message, register_pomdp_envs, wrap_pomdp_env
@@ -24,7 +26,8 @@ from rlfleet.utils.imports import import_object, looks_like_import_path
 
 def register_extra_envs(env_id: str | None = None) -> None:
     """Register Atari (ale-py), MinAtar, POPGym and MiniGrid ids with Gymnasium when those
-    packages exist, and the NoVel ids (`rlfleet.envs.pomdp`).
+    packages exist, the NoVel ids (`rlfleet.envs.pomdp`) and ``DeepSea-v0``
+    (`rlfleet.envs.deepsea`).
 
     With ``env_id``, only the package that id needs is imported (MinAtar pulls in seaborn and
     scipy, about a second, which worker processes should not pay for Atari or classic envs).
@@ -34,6 +37,8 @@ def register_extra_envs(env_id: str | None = None) -> None:
     if env_id is None or env_id.startswith("MinAtar/"):
         _register_minatar()
     register_pomdp_envs(env_id)
+    if env_id is None or is_exploration_env(env_id):
+        register_exploration_envs()
 
 
 @functools.cache

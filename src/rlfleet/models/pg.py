@@ -123,13 +123,23 @@ class _ActorCriticBase(nn.Module):
                 next_state = next_state.squeeze(0)
         return self.pi_mlp(pi_features), self.v_mlp(v_features), (lead_dim, T, B), next_state
 
+    def _value_head(self, value_heads: int) -> nn.Linear:
+        """The critic's linear head: ``value_heads`` outputs (one per reward stream)."""
+        self.value_heads = value_heads
+        return nn.Linear(self.v_head_input_size, value_heads)
+
+    def _value(self, v_features: torch.Tensor) -> torch.Tensor:
+        """``[N]`` for one value head, ``[N, K]`` for ``K``."""
+        value = self.v_head(v_features)
+        return value.squeeze(-1) if self.value_heads == 1 else value
+
     def _outputs(self, outputs: tuple, dims: tuple[int, int, int], next_state: torch.Tensor | None) -> tuple:
         restored = restore_leading_dims(outputs, *dims)
         return restored if self.pi_core is None else (*restored, next_state)
 
 
 class CategoricalActorCriticModel(_ActorCriticBase):
-    """``observation -> (logits [...,n], value [...])``.
+    """``observation -> (logits [...,n], value [...])`` (``value [..., K]`` with ``K`` value heads).
 
     Args:
         observation_space, action_space: env spaces (action space must be Discrete).
@@ -150,6 +160,9 @@ class CategoricalActorCriticModel(_ActorCriticBase):
             (``hidden_sizes`` is then not used).
         core_options: keyword options of the ``dnc`` and ``gtrxl`` cores
             (`rlfleet.models.core.make_core`).
+        value_heads: outputs of the critic's head, one value per reward stream: 1 gives
+            ``value [...]``, ``K > 1`` gives ``value [..., K]`` (PPO with ``algo.rnd`` sets 2:
+            extrinsic and intrinsic, through its spec's ``model_kwargs``).
     """
 
     def __init__(
@@ -166,6 +179,7 @@ class CategoricalActorCriticModel(_ActorCriticBase):
         core_prev_action_reward: bool = False,
         encoder: EncoderSections | None = None,
         core_options: Mapping[str, Any] | None = None,
+        value_heads: Count = 1,
     ):
         super().__init__(
             observation_space,
@@ -182,7 +196,7 @@ class CategoricalActorCriticModel(_ActorCriticBase):
             core_options,
         )
         self.pi_head = nn.Linear(self.head_input_size, action_space.n)
-        self.v_head = nn.Linear(self.v_head_input_size, 1)
+        self.v_head = self._value_head(value_heads)
         orthogonal_init(self.pi_head, 0.01)
         orthogonal_init(self.v_head, 1.0)
 
@@ -199,17 +213,19 @@ class CategoricalActorCriticModel(_ActorCriticBase):
             observation, prev_action, prev_reward, rnn_state, episode_start, final_state
         )
         logits = self.pi_head(pi_features)
-        value = self.v_head(v_features).squeeze(-1)
+        value = self._value(v_features)
         return self._outputs((logits, value), dims, next_state)
 
 
 class GaussianActorCriticModel(_ActorCriticBase):
-    """``observation -> (mean [...,d], log_std [...,d], value [...])``.
+    """``observation -> (mean [...,d], log_std [...,d], value [...])`` (``value [..., K]`` with
+    ``K`` value heads).
 
     Args:
         observation_space, action_space: env spaces (action space must be a 1-d Box).
         hidden_sizes, activation, shared, core, core_size, critic_core, head_sizes,
-        core_prev_action_reward, encoder, core_options: as for the categorical model.
+        core_prev_action_reward, encoder, core_options, value_heads: as for the categorical
+            model.
         state_dependent_std: log-std from the network (else one free parameter per dim).
         init_log_std: initial log-std.
     """
@@ -230,6 +246,7 @@ class GaussianActorCriticModel(_ActorCriticBase):
         core_prev_action_reward: bool = False,
         encoder: EncoderSections | None = None,
         core_options: Mapping[str, Any] | None = None,
+        value_heads: Count = 1,
     ):
         super().__init__(
             observation_space,
@@ -247,7 +264,7 @@ class GaussianActorCriticModel(_ActorCriticBase):
         )
         dim = int(np.prod(action_space.shape))
         self.mean_head = nn.Linear(self.head_input_size, dim)
-        self.v_head = nn.Linear(self.v_head_input_size, 1)
+        self.v_head = self._value_head(value_heads)
         orthogonal_init(self.mean_head, 0.01)
         orthogonal_init(self.v_head, 1.0)
         if state_dependent_std:
@@ -273,5 +290,5 @@ class GaussianActorCriticModel(_ActorCriticBase):
         )
         mean = self.mean_head(pi_features)
         log_std = self.log_std_head(pi_features) if self.log_std_head is not None else self.log_std.expand_as(mean)
-        value = self.v_head(v_features).squeeze(-1)
+        value = self._value(v_features)
         return self._outputs((mean, log_std, value), dims, next_state)

@@ -1,4 +1,5 @@
-"""PPO with the clipped surrogate objective (Schulman et al. 2017)."""
+"""PPO with the clipped surrogate objective (Schulman et al. 2017), optionally with random
+network distillation (``algo.rnd``, Burda et al. 2018; `rlfleet.algos.pg.rnd`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import functools
 import torch
 
 from rlfleet.algos.optimizer import FlatOptimizer
-from rlfleet.algos.pg.base import PolicyGradientAlgorithm
+from rlfleet.algos.pg.base import PolicyGradientAlgorithm, Targets
+from rlfleet.algos.pg.rnd import RND, combined_advantage, intrinsic_targets
 from rlfleet.algos.specs.ppo import PPOConfig
 from rlfleet.models.core import episode_starts
 from rlfleet.samplers.sampler import SamplerBatch
@@ -27,6 +29,7 @@ Minibatch = namedarraytuple(
         "old_log_prob",
         "prev_rnn_state",  # recurrent agents only (else None)
         "episode_start",  # recurrent agents only (else None)
+        "rnd_observation",  # with algo.rnd: the normalised next observation (else None)
     ],
 )
 
@@ -53,6 +56,12 @@ class PPO(PolicyGradientAlgorithm):
     batch. A recurrent agent's are whole sequences: the batch is cut into ``T / L`` chunks per env
     column (``L = sequence_length``, 0: ``T``), each chunk unrolled from the state stored at its
     first step, ``minibatch_size / L`` sequences per minibatch.
+
+    With ``algo.rnd.enabled`` (`rnd_targets`): the model has two value heads (extrinsic, intrinsic;
+    ``value [...,2]``), the advantage is ``ext_coef A_ext + int_coef A_int``, the value loss the
+    sum of both heads', and each minibatch also trains the RND predictor on a random
+    ``update_proportion`` of its rows. Batches ending within the first ``warmup_steps`` env
+    steps only update RND's observation statistics.
     """
 
     def __init__(self, config: PPOConfig):
@@ -66,13 +75,50 @@ class PPO(PolicyGradientAlgorithm):
         c = self.config
         self.optimizer = FlatOptimizer(agent.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)
         self.generator.manual_seed(int(torch.randint(2**31, (1,), generator=agent.generator)))
+        self.rnd = None
+        if c.rnd.enabled:
+            observation_space = agent.env_spaces.observation
+            self.rnd = RND(observation_space, c.rnd, batch_B, c.lr, c.optimizer_eps, c.max_grad_norm, agent.device)
+
+    def optimizers(self) -> list[FlatOptimizer]:
+        return [self.optimizer] if self.rnd is None else [self.optimizer, self.rnd.optimizer]
+
+    @torch.no_grad()
+    def rnd_targets(self, batch: SamplerBatch) -> tuple[Targets, torch.Tensor, torch.Tensor]:
+        """``(Targets(combined advantage [T,B], returns [T,B,2], values [T,B,2]), normalised next
+        observations [T,B,...], intrinsic rewards [T,B])``: the extrinsic head's episodic GAE
+        (``gamma``), the intrinsic head's non-episodic GAE (``int_gamma``) of the normalised
+        intrinsic rewards. The observation statistics see the batch first."""
+        r, s = self.config.rnd, batch.torch_samples
+        next_observation = torch.cat([s.env.observation[1:], batch.last.observation.unsqueeze(0)])
+        self.rnd.observation_statistics.update(next_observation.flatten(0, 1))
+        normalized = self.rnd.normalize(next_observation)
+        intrinsic_reward = self.rnd.reward_normalizer(self.rnd.intrinsic_reward(normalized))
+        values = self.value_estimates(batch)
+        ext = self.episodic_targets(batch, values.head(0))
+        intrinsic = values.head(1)
+        int_advantage, int_return = intrinsic_targets(
+            intrinsic_reward, intrinsic.value, intrinsic.bootstrap, r.int_gamma, self.gae_lambda
+        )
+        advantage = combined_advantage(ext.advantage, int_advantage, r.ext_coef, r.int_coef)
+        targets = Targets(advantage, torch.stack([ext.return_, int_return], -1), values.value)
+        return targets, normalized, intrinsic_reward
 
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
-        c, agent, s = self.config, self.agent, batch.torch_samples
-        advantage, return_, old_value = self.targets(batch)
+        c, agent, s, rnd = self.config, self.agent, batch.torch_samples, self.rnd
+        if rnd is not None and env_steps <= c.rnd.warmup_steps:  # warm-up: statistics only
+            next_observation = torch.cat([s.env.observation[1:], batch.last.observation.unsqueeze(0)])
+            rnd.observation_statistics.update(next_observation.flatten(0, 1))
+            return {}
+        if rnd is None:
+            (advantage, return_, old_value), rnd_observation = self.targets(batch), None
+        else:
+            (advantage, return_, old_value), rnd_observation, intrinsic_reward = self.rnd_targets(batch)
         old_log_prob = agent.distribution.log_likelihood(s.agent.action, s.agent.agent_info.dist_info)
         self.optimizer.lr = self.annealed(c.lr, env_steps) if c.anneal_lr else c.lr
         clip = self.annealed(c.clip_range, env_steps) if c.anneal_clip else c.clip_range
+        if rnd is not None:
+            rnd.optimizer.lr = self.optimizer.lr
 
         data = Minibatch(
             s.env.observation,
@@ -85,6 +131,7 @@ class PPO(PolicyGradientAlgorithm):
             old_log_prob,
             s.agent.agent_info.prev_rnn_state if agent.recurrent else None,
             episode_starts(s.env.terminated | s.env.truncated) if agent.recurrent else None,
+            rnd_observation,
         )
         if agent.recurrent:  # [T,B] -> [L, T/L * B]: sequences side by side, sliced on dim 1
             L = c.sequence_length or data.advantage.shape[0]
@@ -95,6 +142,7 @@ class PPO(PolicyGradientAlgorithm):
             per_minibatch = c.minibatch_size
         n = data.advantage.shape[1 if agent.recurrent else 0]
         losses: list[torch.Tensor] = []  # [loss, pi_loss, value_loss, entropy, grad_norm] per minibatch
+        rnd_losses: list[torch.Tensor] = []  # with RND: [rnd_loss, ext_value_loss, int_value_loss]
         log_ratios: list[torch.Tensor] = []
         for _ in range(c.epochs):
             order = torch.randperm(n, generator=self.generator)
@@ -120,14 +168,25 @@ class PPO(PolicyGradientAlgorithm):
 
                 if c.clip_value > 0:
                     value_clipped = mb.old_value + (value - mb.old_value).clamp(-c.clip_value, c.clip_value)
-                    value_loss = torch.max((value - mb.return_).pow(2), (value_clipped - mb.return_).pow(2)).mean()
+                    value_error = torch.max((value - mb.return_).pow(2), (value_clipped - mb.return_).pow(2))
                 else:
-                    value_loss = (value - mb.return_).pow(2).mean()
+                    value_error = (value - mb.return_).pow(2)
+                if rnd is None:
+                    value_loss = value_error.mean()
+                else:  # one loss per head (extrinsic, intrinsic), summed
+                    head_losses = value_error.reshape(-1, 2).mean(0)
+                    value_loss = head_losses.sum()
                 with torch.set_grad_enabled(c.entropy_coef != 0):  # only a diagnostic without a bonus
                     entropy = agent.distribution.entropy(dist_info).mean()
                 loss = pi_loss + c.value_coef * value_loss - c.entropy_coef * entropy
 
                 grad_norm = self.optimizer.step(loss)
+                if rnd is not None:  # the predictor, on a random update_proportion of the minibatch
+                    train = torch.rand(adv.shape, generator=self.generator) < c.rnd.update_proportion
+                    observation = mb.rnd_observation.reshape(-1, *mb.rnd_observation.shape[adv.dim() :])
+                    rnd_loss = rnd.predictor_loss(observation, train.reshape(-1).float())
+                    rnd.optimizer.step(rnd_loss)
+                    rnd_losses.append(torch.cat([rnd_loss.detach().reshape(1), head_losses.detach()]))
                 self.updates += 1
                 self.samples_trained += adv.numel()
                 losses.append(torch.stack([loss, pi_loss, value_loss, entropy, grad_norm]).detach())
@@ -137,8 +196,10 @@ class PPO(PolicyGradientAlgorithm):
                 break
         log_ratio = torch.cat(log_ratios)
         loss, pi_loss, value_loss, entropy, grad_norm = torch.stack(losses).mean(dim=0).tolist()
+        if rnd is not None:  # the extrinsic head's
+            return_, old_value = return_[..., 0], old_value[..., 0]
         explained_var = 1 - (return_ - old_value).var() / (return_.var() + 1e-8)
-        return {
+        info = {
             "loss": loss,
             "pi_loss": pi_loss,
             "value_loss": value_loss,
@@ -150,10 +211,22 @@ class PPO(PolicyGradientAlgorithm):
             "lr": self.optimizer.lr,
             "clip_range": clip,
         }
+        if rnd is not None:
+            rnd_loss, ext_value_loss, int_value_loss = torch.stack(rnd_losses).mean(dim=0).tolist()
+            info.update(
+                intrinsic_reward=intrinsic_reward.mean().item(),
+                rnd_loss=rnd_loss,
+                ext_value_loss=ext_value_loss,
+                int_value_loss=int_value_loss,
+            )
+        return info
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.generator.get_state()}
+        state = {**super().state_dict(), "generator": self.generator.get_state()}
+        return state if self.rnd is None else {**state, "rnd": self.rnd.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.generator.set_state(state["generator"])
+        if self.rnd is not None:
+            self.rnd.load_state_dict(state["rnd"])
