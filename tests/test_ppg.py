@@ -152,13 +152,13 @@ def test_gaussian_ppg_runs_through_an_aux_phase(tmp_path):
 # ----- (c) learning -----
 @pytest.mark.slow
 def test_learns_cartpole(tmp_path):
-    """The CartPole preset (auxiliary phase every 2048 steps): an untrained agent balances ~10
-    steps; after 10k steps the deterministic policy balances for hundreds."""
-    args = ["runner.n_steps=10240", "runner.eval_interval_steps=5120", "runner.eval_episodes=5", *QUIET]
-    run_dir, _ = train("ppg", "CartPole-v1", args, root=tmp_path)
+    """The CartPole preset (an auxiliary phase every 2048 steps) for 20k steps: the untrained
+    deterministic policy of seed 0 balances 9 steps; seeds 0-2 reach 457-500 (max over the evals)."""
+    args = ["runner.n_steps=20480", "runner.eval_interval_steps=5120", "runner.eval_episodes=5", *QUIET]
+    run_dir, _ = train("ppg", "CartPole-v1", args, seed=0, root=tmp_path)
     returns = eval_returns(run_dir)
     assert returns[0] < 50, returns
-    assert max(returns) >= 300, returns
+    assert max(returns) >= 400, returns
 
 
 # ----- (d) determinism -----
