@@ -20,8 +20,8 @@ from conftest import (
     read_progress,
 )
 from rlfleet.algos.pg.daac import (
-    adversarial_loss,
     advantage_loss,
+    adversarial_loss,
     discriminator_loss,
     episode_partners,
 )
@@ -262,6 +262,21 @@ def test_exact_resume(tmp_path):
     assert {"discriminator", "discriminator_optimizer", "value_optimizer"} <= state.keys()
     train(resume=half, overrides=[f"runner.n_steps={n}"])
     assert_exact_resume(full, half, n)
+
+
+def test_data_parallel_replicas_keep_one_discriminator_and_value_network(tmp_path):
+    """Every optimizer is averaged over the replicas and every replica takes the same steps: the
+    discriminator (built on each replica, not broadcast) and both optimizers stay identical."""
+    args = [*DAAC_ARGS, "runner.n_steps=1024", "runner.kind=data_parallel", "runner.n_replicas=2"]
+    run_dir, _ = train("daac", "CartPole-v1", args, name="dp", root=tmp_path)
+    state = latest_state(run_dir)  # saving checked that the models are identical
+    other = state["replicas"][0]["algo"]
+    for key in ("discriminator", "discriminator_optimizer", "value_optimizer", "iterations", "generator"):
+        if key == "generator":  # each replica shuffles its own batch
+            assert not torch.equal(state["algo"][key], other[key])
+        else:
+            assert_identical(state["algo"][key], other[key], key)
+    assert state["algo"]["updates"] == 4 * 8 + 2 * 12  # 4 batches of 8 policy steps, value phases at 0 and 3
 
 
 # ----- (f) config errors -----
