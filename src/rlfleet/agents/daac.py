@@ -23,8 +23,10 @@ class PolicyOutputs(NamedTuple):
 
 
 class _DaacAgent(_PgAgent):
-    """The model is a DAAC model (`rlfleet.models.daac`): ``forward`` acts, ``policy`` and
-    ``value`` are the two networks' training forwards."""
+    """The model is a DAAC model (`rlfleet.models.daac`; a custom one offers the same):
+    ``forward`` acts, ``policy`` and ``value`` are the two networks' training forwards,
+    ``value_net`` holds the value network, ``policy_parameters()`` the rest, and
+    ``feature_size`` is the width of the policy features."""
 
     def __call__(self, observation, prev_action, prev_reward, action) -> PolicyOutputs:
         """Policy network training forward: the distribution, ``A(s, a)`` of the given actions,
