@@ -155,14 +155,18 @@ def run_case(algorithm: str, env_id: str, overrides: list[str]) -> dict[str, lis
 
 
 def compare(expected: dict[str, list[float]], actual: dict[str, list[float]], rtol: float = 1e-5) -> list[str]:
-    """Differences between two records, one line each (empty when they agree)."""
+    """Differences between two records, one line each (empty when they agree).
+
+    ``abs_tol`` 1e-6: a float32 figure formed as ``1 - x`` near 0 (explained variance) carries an
+    absolute rounding error of about float32's epsilon, 1.2e-7, which differs between CPUs (the
+    DNC case's explained variance moved by 1.19e-7 between two machines at the same commit)."""
     problems = []
     for key in sorted(set(expected) | set(actual)):
         if key not in actual or key not in expected:
             problems.append(f"{key}: only in {'snapshot' if key in expected else 'this run'}")
             continue
         a, e = actual[key], expected[key]
-        if len(a) != len(e) or any(not math.isclose(x, y, rel_tol=rtol, abs_tol=1e-7) for x, y in zip(a, e)):
+        if len(a) != len(e) or any(not math.isclose(x, y, rel_tol=rtol, abs_tol=1e-6) for x, y in zip(a, e)):
             problems.append(f"{key}: snapshot {e}, this run {a}")
     return problems
 
