@@ -18,6 +18,7 @@ REPRESENTATIVE = {
     "dmc": "dmc:cheetah-run",
     "memory": "CartPoleNoVel-v1",
     "procgen": "procgen:coinrun",
+    "exploration": "DeepSea-v0",
 }
 
 

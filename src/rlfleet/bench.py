@@ -5,7 +5,8 @@ optional config overrides (and a ``preset`` YAML file in place of the shipped pr
 budget, seeds, the return threshold and the anchor it comes from. Every (entry, seed) is one
 training run in a fresh process; runs go ``workers`` at a time. The report
 ``<out_dir>/<suite>.md`` gives per entry the median and spread of the final evaluation return
-over seeds, pass/fail (median final return >= threshold), the steps and wall time at which the
+over seeds (or of an entry's ``metric``, a progress.csv column), pass/fail (median final figure
+>= threshold), the steps and wall time at which the
 median seed first reached the threshold, steps/second and peak memory, and links one PNG of
 learning curves per env.
 """
@@ -16,6 +17,7 @@ import concurrent.futures
 import dataclasses
 import json
 import multiprocessing
+import re
 import resource
 import shutil
 import statistics
@@ -45,7 +47,13 @@ class BenchEntry:
     """One algorithm on one env, run for several seeds; ``label`` names a variant (e.g.
     ``dqn+per`` for dqn with ``replay.kind=prioritized``) in the report, plots and run names.
     A ``control`` entry shows what a task needs (a feed-forward agent on a memory task): it
-    passes when its median final return stays *below* ``threshold``."""
+    passes when its median final return stays *below* ``threshold``.
+
+    ``metric`` (None: the final evaluation return) names a progress.csv column whose last
+    logged value is the entry's figure instead, and whose first logged value at or above the
+    threshold gives the steps to it: e.g. ``found_treasureAverage`` on ``DeepSea-v0``, the found
+    rate over the last 100 training episodes. The run then needs no evaluation
+    (``runner.eval_interval_steps=0``)."""
 
     algorithm: str
     env: str
@@ -57,6 +65,7 @@ class BenchEntry:
     anchor: Anchor | None = None
     label: str | None = None
     control: bool = False
+    metric: str | None = None
 
     def passed(self, median_final: float) -> bool:
         return median_final < self.threshold if self.control else median_final >= self.threshold
@@ -146,12 +155,15 @@ def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResu
         )
     wall = time.perf_counter() - start
     _, _, progress = load_run(run_dir)
-    evals = progress.dropna(subset=["EvalReturnAverage"])
-    hit = evals[evals["EvalReturnAverage"] >= entry.threshold]
+    column = entry.metric or "EvalReturnAverage"
+    if column not in progress:
+        raise ConfigError(f"benchmark entry {entry.title}: progress.csv of {run_dir} has no column {column!r}")
+    evals = progress.dropna(subset=[column])
+    hit = evals[evals[column] >= entry.threshold]
     last = progress.iloc[-1]
     result = SeedResult(
         run_dir=str(run_dir),
-        final_return=float(evals["EvalReturnAverage"].iloc[-1]),
+        final_return=float(evals[column].iloc[-1]),
         steps_to_threshold=int(hit["CumSteps"].iloc[0]) if len(hit) else None,
         time_to_threshold=float(hit["CumTime"].iloc[0]) if len(hit) else None,
         steps_per_second=float(last["CumSteps"] / max(last["CumTime"], 1e-9)),
@@ -249,7 +261,8 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         "",
         f"Reproduce: `rlfleet bench {suite.name}`. Final return: deterministic evaluation at the end of the "
         "budget, median [min, max] over seeds. Pass: median final return >= threshold (a control entry, "
-        "threshold shown as `< t`: median final return below it). Steps and time to "
+        "threshold shown as `< t`: median final return below it); an entry with a metric reports that "
+        "progress.csv column's last value in place of the return, named in brackets. Steps and time to "
         "threshold: median over seeds of the first evaluation at or above it.",
         "",
         "| algorithm | env | steps | seeds | final return | threshold | pass | steps to threshold "
@@ -267,7 +280,8 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
         anchor = f"{entry.anchor.value:g} ({entry.anchor.source})" if entry.anchor else ""
         lines.append(
             f"| {entry.title} | {entry.env} | {entry.steps:,} | {len(runs)} | {format_return(median_final)} "
-            f"[{format_return(min(finals))}, {format_return(max(finals))}] | "
+            f"[{format_return(min(finals))}, {format_return(max(finals))}]"
+            f"{f' ({entry.metric})' if entry.metric else ''} | "
             f"{'< ' if entry.control else ''}{entry.threshold:g} | "
             f"{'pass' if entry.passed(median_final) else 'FAIL'} | "
             f"{'-' if steps_hit in (None, float('inf')) else f'{steps_hit:,.0f}'} | "
@@ -283,8 +297,11 @@ def write_report(suite: Suite, results: dict[int, list[SeedResult]], out_dir: Pa
             continue
         anchored = [e.anchor.value for e in suite.entries if e.env == env and e.anchor]
         anchors = {env: max(anchored)} if anchored else None
-        png = out_dir / f"{suite.name}_{env.replace('/', '-')}.png"
-        plot_curves(aggregate_curves(run_dirs, labels=labels), png, anchors=anchors, title=f"suite {suite.name}")
+        png = out_dir / f"{suite.name}_{re.sub(r'[^A-Za-z0-9_.-]', '-', env)}.png"  # procgen:x, dmc:x too
+        metric = next((e.metric for e in suite.entries if e.env == env and e.metric), None)
+        curves = aggregate_curves(run_dirs, y=metric or "EvalReturnAverage", labels=labels)
+        y_label = metric or "Evaluation return"
+        plot_curves(curves, png, anchors=anchors, title=f"suite {suite.name}", y_label=y_label)
         lines += [f"![{env}]({png.name})", ""]
     report = out_dir / f"{suite.name}.md"
     with atomic_write(report) as f:
