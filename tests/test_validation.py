@@ -169,15 +169,24 @@ def test_rules_once_checked_by_constructors_are_the_schemas(algo, args, message)
 # ----- every field of every algorithm's sections, with wrong-typed and out-of-range values -----
 
 SECTION_FIELDS = []
+
+
+def _section_fields(algo: str, section: str, cls: type, prefix: str = "") -> None:
+    """Every field of ``cls``, those of nested sections (``algo.rnd``) by dotted name."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            _section_fields(algo, section, hints[f.name], f"{prefix}{f.name}.")
+        elif (section, f.name) != ("runner", "device"):  # devices: test_devices
+            SECTION_FIELDS.append((algo, section, f"{prefix}{f.name}", hints[f.name]))
+
+
 for _spec in algorithms().values():
     _sections = {"algo": _spec.config, "agent": _spec.agent_config, "runner": RunnerConfig, "sampler": SamplerConfig}
     if _spec.off_policy:
         _sections["replay"] = ReplayConfig
     for _section, _cls in _sections.items():
-        _hints = typing.get_type_hints(_cls, include_extras=True)
-        for _field in dataclasses.fields(_cls):
-            if (_section, _field.name) != ("runner", "device"):  # devices: test_devices
-                SECTION_FIELDS.append((_spec.name, _section, _field.name, _hints[_field.name]))
+        _section_fields(_spec.name, _section, _cls)
 
 
 def _numeric(text: str) -> bool:
@@ -221,7 +230,11 @@ def test_every_bad_value_is_one_line_naming_its_key(data):
     algo, section, name, tp = data.draw(st.sampled_from(SECTION_FIELDS), label="field")
     value = data.draw(bad_values(tp), label="value")
     with pytest.raises(ConfigError) as info:
-        validate({"algorithm": algo, section: {name: value}})
+        *parents, last = name.split(".")
+        fields = {last: value}
+        for parent in reversed(parents):
+            fields = {parent: fields}
+        validate({"algorithm": algo, section: fields})
     message = str(info.value)
     assert "\n" not in message
     assert f"'{section}.{name}'" in message, message
