@@ -5,6 +5,7 @@ directory exists."""
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
 import typing
@@ -199,7 +200,7 @@ def _numeric(text: str) -> bool:
 
 def bad_values(tp: typing.Any) -> st.SearchStrategy:
     """Values ``tp`` rejects: wrong types (strings for numbers, lists for scalars, bools for
-    ints...) and numbers outside its range."""
+    ints, scalars for lists...), numbers outside its range, and lists holding such a value."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         tp = args[0]
@@ -207,6 +208,9 @@ def bad_values(tp: typing.Any) -> st.SearchStrategy:
     if typing.get_origin(tp) is typing.Annotated:
         base, *rules = typing.get_args(tp)
     words = st.text(min_size=1, max_size=8).filter(lambda s: not _numeric(s))
+    if typing.get_origin(base) in (collections.abc.Sequence, list, tuple):  # widths such as algo.rnd's
+        item = typing.get_args(base)[0]
+        return st.one_of(words, st.integers(), st.lists(bad_values(item), min_size=1, max_size=3))
     options = [st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)]
     if typing.get_origin(base) is typing.Literal:
         choices = typing.get_args(base)
