@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from rlfleet.agents.base import AgentStep
-from rlfleet.agents.pg import AgentInfo, CategoricalPgAgent, GaussianPgAgent, _detached_cpu, _PgAgent
+from rlfleet.agents.pg import CategoricalPgAgent, GaussianPgAgent, _PgAgent
 from rlfleet.distributions import DistInfo, DistInfoStd
-from rlfleet.utils.buffers import map_buffer
 
 
 class PolicyOutputs(NamedTuple):
@@ -42,13 +41,7 @@ class _DaacAgent(_PgAgent):
     @torch.no_grad()
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
         *pi, value = self.model(*self.to_model_inputs(observation, prev_action, prev_reward))
-        dist_info = self._dist_info(*pi)
-        if self._mode == "eval":
-            action = self.distribution.mode(dist_info)
-        else:
-            action = self.distribution.sample(dist_info, generator=self.rng)
-        agent_info = AgentInfo(dist_info=dist_info, value=value)
-        return AgentStep(action=action.cpu(), agent_info=map_buffer(_detached_cpu, agent_info))
+        return self._act(self._dist_info(*pi), value)
 
     @torch.no_grad()
     def value(self, observation, prev_action, prev_reward) -> torch.Tensor:

@@ -33,7 +33,10 @@ class _PgAgent(Agent):
 
     @torch.no_grad()
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
-        dist_info, value = self(observation, prev_action, prev_reward)
+        return self._act(*self(observation, prev_action, prev_reward))
+
+    def _act(self, dist_info, value: torch.Tensor) -> AgentStep:
+        """The action (the mode in eval mode, a sample otherwise) and ``agent_info``."""
         if self._mode == "eval":
             action = self.distribution.mode(dist_info)
         else:

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.pg.base import PolicyGradientAlgorithm
-from rlfleet.algos.pg.ppo import approx_kl
+from rlfleet.algos.pg.ppo import approx_kl, clipped_surrogate_loss, value_errors
 from rlfleet.algos.specs.daac import DAACConfig
 from rlfleet.models.core import episode_starts
 from rlfleet.models.daac import OrderDiscriminator
@@ -187,7 +187,7 @@ class DAAC(PolicyGradientAlgorithm):
             log_ratio = agent.distribution.log_likelihood(mb.action, out.dist_info) - mb.old_log_prob
             ratio = log_ratio.exp()
             adv = mb.advantage
-            pi_loss = -torch.min(ratio * adv, ratio.clamp(1 - c.clip_range, 1 + c.clip_range) * adv).mean()
+            pi_loss = clipped_surrogate_loss(ratio, adv, c.clip_range)
             a_loss = advantage_loss(out.advantage, adv)
             entropy = agent.distribution.entropy(out.dist_info).mean()
             loss = pi_loss + c.advantage_coef * a_loss - c.entropy_coef * entropy
@@ -227,12 +227,7 @@ class DAAC(PolicyGradientAlgorithm):
         losses = []
         for mb in self.minibatches(data, c.value_epochs):
             value = agent.value_estimate(mb.observation, mb.prev_action, mb.prev_reward)
-            if c.clip_value > 0:
-                value_clipped = mb.old_value + (value - mb.old_value).clamp(-c.clip_value, c.clip_value)
-                squared = torch.max((value - mb.return_).pow(2), (value_clipped - mb.return_).pow(2))
-            else:
-                squared = (value - mb.return_).pow(2)
-            value_loss = 0.5 * squared.mean()
+            value_loss = 0.5 * value_errors(value, mb.old_value, mb.return_, c.clip_value).mean()
             grad_norm = self.value_optimizer.step(value_loss)
             self.updates += 1
             self.samples_trained += value.numel()

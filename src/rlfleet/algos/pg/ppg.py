@@ -8,7 +8,7 @@ import torch
 
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.pg.base import PolicyGradientAlgorithm
-from rlfleet.algos.pg.ppo import approx_kl
+from rlfleet.algos.pg.ppo import approx_kl, clipped_surrogate_loss
 from rlfleet.algos.specs.ppg import PPGConfig
 from rlfleet.distributions import Categorical, Gaussian
 from rlfleet.errors import CheckpointError
@@ -134,8 +134,7 @@ class PPG(PolicyGradientAlgorithm):
                 dist_info, value = agent(mb.observation, mb.prev_action, mb.prev_reward)
                 log_ratio = agent.distribution.log_likelihood(mb.action, dist_info) - mb.old_log_prob
                 ratio = log_ratio.exp()
-                clipped = ratio.clamp(1 - c.clip_range, 1 + c.clip_range)
-                pi_loss = -torch.min(ratio * mb.advantage, clipped * mb.advantage).mean()
+                pi_loss = clipped_surrogate_loss(ratio, mb.advantage, c.clip_range)
                 value_loss = (value - mb.return_).pow(2).mean()
                 with torch.set_grad_enabled(train_pi and c.entropy_coef != 0):
                     entropy = agent.distribution.entropy(dist_info).mean()

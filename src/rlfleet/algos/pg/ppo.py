@@ -41,6 +41,22 @@ def as_sequences(x: torch.Tensor, length: int) -> torch.Tensor:
     return x.reshape(T // length, length, B, *x.shape[2:]).transpose(0, 1).reshape(length, -1, *x.shape[2:])
 
 
+def clipped_surrogate_loss(ratio: torch.Tensor, advantage: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's policy loss ``-E[min(r A, clip(r, 1 - eps, 1 + eps) A)]`` over ratios ``r``."""
+    return -torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage).mean()
+
+
+def value_errors(
+    value: torch.Tensor, old_value: torch.Tensor, return_: torch.Tensor, clip_value: float
+) -> torch.Tensor:
+    """Per-element ``(V - R)^2``; with ``clip_value > 0`` PPO2's pessimistic clipped form
+    ``max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)``."""
+    if clip_value <= 0:
+        return (value - return_).pow(2)
+    value_clipped = old_value + (value - old_value).clamp(-clip_value, clip_value)
+    return torch.max((value - return_).pow(2), (value_clipped - return_).pow(2))
+
+
 def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     """Schulman's low-variance estimator of KL(old || new): ``E[(r - 1) - log r]``."""
     return ((log_ratio.exp() - 1) - log_ratio).mean()
@@ -164,13 +180,8 @@ class PPO(PolicyGradientAlgorithm):
                 log_prob = agent.distribution.log_likelihood(mb.action, dist_info)
                 log_ratio = log_prob - mb.old_log_prob
                 ratio = log_ratio.exp()
-                pi_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
-
-                if c.clip_value > 0:
-                    value_clipped = mb.old_value + (value - mb.old_value).clamp(-c.clip_value, c.clip_value)
-                    value_error = torch.max((value - mb.return_).pow(2), (value_clipped - mb.return_).pow(2))
-                else:
-                    value_error = (value - mb.return_).pow(2)
+                pi_loss = clipped_surrogate_loss(ratio, adv, clip)
+                value_error = value_errors(value, mb.old_value, mb.return_, c.clip_value)
                 if rnd is None:
                     value_loss = value_error.mean()
                 else:  # one loss per head (extrinsic, intrinsic), summed
