@@ -124,6 +124,29 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
             " {kind: cbam, reduction: 2}, {kind: mlp, hidden_sizes: [16], spectral_norm: true}]",
         ],
     ),
+    # the PPO family: PPG (an auxiliary phase every 2 batches), DAAC and IDAAC, PPO with RND
+    "ppg-CartPole": (
+        "ppg",
+        "CartPole-v1",
+        [
+            *ON_POLICY,
+            "algo.minibatch_size=32",
+            "algo.n_policy_iterations=2",
+            "algo.aux_epochs=2",
+            "algo.aux_minibatch_size=32",
+        ],
+    ),
+    "daac-CartPole": ("daac", "CartPole-v1", [*ON_POLICY, "algo.minibatch_size=32", "algo.value_epochs=2"]),
+    "idaac-CartPole": (
+        "daac",
+        "CartPole-v1",
+        [*ON_POLICY, "algo.minibatch_size=32", "algo.value_epochs=2", "algo.idaac=true"],
+    ),
+    "ppo-DeepSea-rnd": (
+        "ppo",
+        "DeepSea-v0",
+        [*ON_POLICY, "env.kwargs={size: 6}", "algo.minibatch_size=32", "algo.epochs=2", "algo.rnd.warmup_steps=64"],
+    ),
     "dqn-MinAtar-spectral-norm": (
         "dqn",
         "MinAtar/Breakout-v1",
