@@ -44,6 +44,12 @@ class FlatOptimizer:
     `NonFiniteError` on a NaN or Inf: one host sync per step (free on the CPU; on a GPU it
     waits for the step's kernels, so the next step's launches no longer overlap them).
 
+    ``step`` is ``flat_gradient``'s backward followed by ``apply_gradient``, split for the
+    gradient-parallel (A3C) runner: its workers compute ``flat_gradient(loss)`` on their own
+    copies of the model and the parameter server applies each with ``apply_gradient``; gradients
+    each computed at the weights it updates move the parameters exactly as ``step`` on the same
+    losses would.
+
     ``grad_hook`` (None by default) is ``f(flat_grad)``, called with the whole gradient
     (``[n_parameters]``) after backward and before the norm and the clip, to change it in
     place: the data-parallel runner averages it over replicas there, so the clip and the
@@ -93,10 +99,28 @@ class FlatOptimizer:
         return flat, flat_grad, grad_views
 
     def step(self, loss: torch.Tensor) -> torch.Tensor:
-        self.flat_grad.zero_()
-        for p, g in zip(self.parameters, self._grad_views):
-            p.grad = g  # re-attach in case someone set grads to None; backward adds into g
-        loss.backward()
+        """Minimise ``loss`` (a 0-dim tensor) by one update; returns the pre-clip gradient norm (0-dim)."""
+        self._backward(loss)
+        return self.apply_gradient(self.flat_grad, loss)
+
+    def flat_gradient(self, loss: torch.Tensor) -> torch.Tensor:
+        """The gradient of ``loss`` (0-dim) as a new ``[n_parameters]`` tensor, in ``self.flat``'s
+        layout; the parameters and the optimizer state are left untouched."""
+        self._backward(loss)
+        return self.flat_grad.clone()
+
+    def apply_gradient(self, flat_grad: torch.Tensor, loss: torch.Tensor | None = None) -> torch.Tensor:
+        """Update the parameters with ``flat_grad`` (``[n_parameters]``, as ``flat_gradient`` returns it).
+
+        Copies it into the gradient buffer, then ``grad_hook``, the clip, the update and the
+        finiteness check of the parameters (and of ``loss``, the gradient's 0-dim loss, when
+        given: ``step`` passes it so that one host sync checks both). Returns the gradient norm
+        before clipping (0-dim); raises `NonFiniteError` on a NaN or Inf.
+        """
+        if flat_grad is not self.flat_grad:
+            if flat_grad.shape != self.flat_grad.shape:
+                raise ValueError(f"gradient of shape {tuple(flat_grad.shape)}, expected {tuple(self.flat_grad.shape)}")
+            self.flat_grad.copy_(flat_grad)
         if self.grad_hook is not None:
             self.grad_hook(self.flat_grad)
         with torch.no_grad():
@@ -108,13 +132,25 @@ class FlatOptimizer:
                 self._adam(self.flat_grad)
             else:
                 self._rmsprop(self.flat_grad)
-            finite = torch.isfinite(loss).all() & torch.isfinite(self.flat).all()
+            finite = torch.isfinite(self.flat).all()
+            if loss is not None:
+                finite &= torch.isfinite(loss).all()
         if not finite:
             raise self._non_finite(loss, grad_norm)
         return grad_norm
 
-    def _non_finite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> NonFiniteError:
-        """The error for a step whose loss or updated parameters hold a NaN or Inf."""
+    def _backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss`` into the zeroed flat gradient buffer."""
+        self.flat_grad.zero_()
+        for p, g in zip(self.parameters, self._grad_views):
+            p.grad = g  # re-attach in case someone set grads to None; backward adds into g
+        loss.backward()
+
+    def _non_finite(self, loss: torch.Tensor | None, grad_norm: torch.Tensor) -> NonFiniteError:
+        """The error for a step whose loss or updated parameters hold a NaN or Inf (a gradient
+        applied without its loss is reported with loss NaN, in the parameters)."""
+        if loss is None:
+            return NonFiniteError(self.name, math.nan, float(grad_norm), in_parameters=True)
         value = float(loss.detach())
         err = NonFiniteError(self.name, value, float(grad_norm), in_parameters=math.isfinite(value))
         return err

@@ -1,0 +1,1 @@
+"""Training on Ray: actor workers, replay shards, the parameter server (see docs/architecture.md)."""
