@@ -79,6 +79,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "ppo-Pendulum": ("ppo", "Pendulum-v1", [*ON_POLICY, "algo.minibatch_size=32", "algo.epochs=2"]),
     "a2c-CartPole": ("a2c", "CartPole-v1", ON_POLICY),
     "a2c-Pendulum": ("a2c", "Pendulum-v1", ON_POLICY),
+    "impala-CartPole": ("impala", "CartPole-v1", ON_POLICY),
     "ppo-CartPole-parallel": (
         "ppo",
         "CartPole-v1",
