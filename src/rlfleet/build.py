@@ -11,6 +11,7 @@ data-parallel replicas build their own); they never import it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 from dataclasses import dataclass
@@ -154,6 +155,13 @@ def build_replay(config: ExperimentConfig, seed: int) -> NStepReplayBuffer | Seq
     return NStepReplayBuffer(r.size, batch_B, **common)
 
 
+def source_ring(config: ExperimentConfig, seed: int, source: int) -> NStepReplayBuffer:
+    """Actor worker ``source``'s ring in an Ape-X replay shard: the ``replay:`` section with
+    ``replay.size / runner.n_actors`` transitions."""
+    share = dataclasses.replace(config.replay, size=config.replay.size // config.runner.n_actors)
+    return build_replay(dataclasses.replace(config, replay=share), seed=seed + source)
+
+
 def build_sampler(config: ExperimentConfig, env_spaces: EnvSpaces, obs_norm, reward_norm) -> Sampler | AsyncSampler:
     """The sampler of ``sampler.kind`` (``runner.kind=async``: the handle on a sampler process
     that builds its own with this module's `build_experiment`)."""
@@ -199,15 +207,24 @@ def build_experiment(
         if config.env.normalize_reward
         else None
     )
-    sampler = build_sampler(config, env_spaces, obs_norm, reward_norm)
+    on_ray = config.runner.kind == "ray"
+    sampler = None if on_ray else build_sampler(config, env_spaces, obs_norm, reward_norm)
 
     agent_class = spec.agent_class(env_spaces.action_kind, recurrent=config.recurrent)
     agent = agent_class(model_factory(config, spec, env_spaces), config.agent, device=config.runner.device)
     agent.initialize(env_spaces, seed=config.seed)
-    sampler.initialize(agent, seed=config.seed)
     replay = None
     if spec.off_policy:  # its seed comes from the agent's generator, after the agent's own draws
-        replay = build_replay(config, seed=int(torch.randint(2**31, (1,), generator=agent.generator)))
+        replay_seed = int(torch.randint(2**31, (1,), generator=agent.generator))
+        if on_ray:  # Ape-X: the shards hold the replay, the pool is the sampler
+            from rlfleet.distributed.apex import ActorPool, RemoteReplay
+
+            replay = RemoteReplay(seed=replay_seed)
+            ring = functools.partial(source_ring, config, replay_seed)
+            sampler = ActorPool(config, env_spaces, build_experiment, replay, ring)
+        else:
+            replay = build_replay(config, seed=replay_seed)
+    sampler.initialize(agent, seed=config.seed)
     algo = spec.algorithm_class()(config.algo)
     r, s = config.runner, config.sampler
     algo.initialize(agent, r.n_steps, s.batch_T, s.batch_B, replay=replay)
@@ -222,6 +239,7 @@ def build_experiment(
         replay=replay,
         save_replay=r.save_replay,
     )
+    evaluation: dict[str, Any] = {}
     if r.eval_interval_steps > 0:
         test_env = held_out_config(config.env)
         evaluator = Evaluator(
@@ -234,9 +252,16 @@ def build_experiment(
             max_episode_steps=r.eval_max_steps,
             test_env_factory=None if test_env is None else functools.partial(make_env, test_env, training=False),
         )
-        runner: MinibatchRl = MinibatchRlEval(
-            algo, agent, sampler, evaluator=evaluator, eval_interval_steps=r.eval_interval_steps, **common
+        evaluation = dict(evaluator=evaluator, eval_interval_steps=r.eval_interval_steps)
+    if on_ray:
+        from rlfleet.distributed.apex import ApexRunner
+
+        evaluation = evaluation or dict(evaluator=None, eval_interval_steps=0)
+        runner: MinibatchRl = ApexRunner(
+            algo, agent, sampler, pool=sampler, weight_sync_interval=r.weight_sync_interval, **evaluation, **common
         )
+    elif evaluation:
+        runner = MinibatchRlEval(algo, agent, sampler, **evaluation, **common)
     else:
         runner = MinibatchRl(algo, agent, sampler, **common)
     experiment = Experiment(config, spec, agent, algo, replay, sampler, evaluator, runner)

@@ -158,6 +158,7 @@ RunnerEntry = Callable[
 RUNNERS: dict[str, RunnerEntry] = {
     "minibatch": run_in_process,
     "async": run_in_process,
+    "ray": run_in_process,
     "data_parallel": run_data_parallel,
 }
 

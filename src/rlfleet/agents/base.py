@@ -118,6 +118,15 @@ class Agent:
     def parameters(self):
         return self.model.parameters()
 
+    def weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """What an acting copy of this agent needs from the learner (Ray actor workers):
+        ``{"model": state_dict}``; agents that act or bootstrap with more networks add them."""
+        return {"model": self.model.state_dict()}
+
+    def load_weights(self, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Load `weights` published by a learner's copy of this agent."""
+        self.model.load_state_dict(weights["model"])
+
     def __call__(self, observation, prev_action, prev_reward):
         raise NotImplementedError
 

@@ -39,6 +39,7 @@ class DqnAgent(Agent):
         c = self.config
         self.eps_schedule = LinearSchedule(c.eps_start, c.eps_end, c.eps_steps)
         self.eps_eval = c.eps_eval
+        self.fixed_epsilon: torch.Tensor | None = None
 
     def check_spaces(self, env_spaces: EnvSpaces) -> None:
         if not isinstance(env_spaces.action, Discrete):
@@ -69,9 +70,21 @@ class DqnAgent(Agent):
     @torch.no_grad()
     def step(self, observation, prev_action, prev_reward) -> AgentStep:
         q = self.q_values(self(observation, prev_action, prev_reward)).cpu()
-        self.distribution.epsilon = self.eps_eval if self._mode == "eval" else self.eps_schedule(self.env_steps)
+        self.distribution.epsilon = self.sampling_epsilon()
         action = self.distribution.sample(q, generator=self.rng)
         return AgentStep(action=action, agent_info=AgentInfo(q=q))
+
+    def sampling_epsilon(self) -> float | torch.Tensor:
+        """Epsilon of the current mode: ``eps_eval`` in evaluation, else the env slots' fixed
+        epsilons (``[B]``, `set_fixed_epsilon`) or the annealed schedule."""
+        if self._mode == "eval":
+            return self.eps_eval
+        return self.eps_schedule(self.env_steps) if self.fixed_epsilon is None else self.fixed_epsilon
+
+    def set_fixed_epsilon(self, epsilon: torch.Tensor | None) -> None:
+        """Explore with one fixed epsilon per env (``[B]``; Ape-X's actor epsilons) in place of
+        the schedule; None returns to the schedule."""
+        self.fixed_epsilon = epsilon
 
     @property
     def epsilon(self) -> float:
@@ -101,6 +114,14 @@ class DqnAgent(Agent):
             self.target_model.load_state_dict(self.model.state_dict())
         else:
             polyak_update(self.target_model, self.model, tau)
+
+    def weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The online and the target network (actors compute Ape-X's initial priorities)."""
+        return {**super().weights(), "target_model": self.target_model.state_dict()}
+
+    def load_weights(self, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+        super().load_weights(weights)
+        self.target_model.load_state_dict(weights["target_model"])
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "target_model": self.target_model.state_dict()}

@@ -60,6 +60,6 @@ class R2d2Agent(DqnAgent):
         q, next_state = self(observation, prev_action, prev_reward, state)
         self.rnn_states.set(mode, next_state)
         q = q.cpu()
-        self.distribution.epsilon = self.eps_eval if self._mode == "eval" else self.eps_schedule(self.env_steps)
+        self.distribution.epsilon = self.sampling_epsilon()
         action = self.distribution.sample(q, generator=self.rng)
         return AgentStep(action=action, agent_info=R2d2AgentInfo(q=q, prev_rnn_state=state.cpu()))

@@ -63,6 +63,7 @@ class FlatOptimizer:
         lr: float = 3e-4,
         eps: float = 1e-8,
         max_grad_norm: float = 0.0,
+        *,
         betas: tuple[float, float] = (0.9, 0.999),
         rmsprop_alpha: float = 0.99,
         name: str = "loss",

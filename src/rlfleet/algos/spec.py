@@ -21,6 +21,8 @@ from rlfleet.utils.imports import import_object
 ActionSpaceKind = Literal["discrete", "box"]
 ON_POLICY_RUNNERS = ("minibatch", "data_parallel")
 OFF_POLICY_RUNNERS = ("minibatch", "async")
+# value-based algorithms also run as Ape-X on Ray (rlfleet.distributed.apex)
+VALUE_BASED_RUNNERS = (*OFF_POLICY_RUNNERS, "ray")
 
 
 def _by_space(value: str | Mapping[str, str], space: str) -> str:
@@ -53,6 +55,8 @@ class AlgoSpec:
         policy: ``on`` (learns from the latest batch) or ``off`` (learns from a replay, built
             from the ``replay:`` section and handed to the algorithm).
         replay_defaults: the algorithm's defaults for the ``replay:`` section (off-policy only).
+        runner_defaults: the algorithm's defaults for the ``runner:`` section (``apex``:
+            ``kind: ray``).
         replay_kinds: ``replay.kind`` values it trains from (off-policy only): transitions
             (uniform, prioritized) or sequences (sequence).
         runner_kinds: ``runner.kind`` values it runs under.
@@ -76,6 +80,7 @@ class AlgoSpec:
     action_spaces: tuple[ActionSpaceKind, ...]
     policy: Literal["on", "off"]
     replay_defaults: Mapping[str, Any] = field(default_factory=dict)
+    runner_defaults: Mapping[str, Any] = field(default_factory=dict)
     replay_kinds: tuple[str, ...] = ("uniform", "prioritized")
     runner_kinds: tuple[str, ...]
     sampler_kinds: tuple[str, ...] = SAMPLER_KINDS

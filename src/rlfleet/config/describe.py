@@ -250,7 +250,7 @@ def describe_config(
             continue
         summary = f"{type(section).__name__}: {_summary(type(section))}"
         lines.append(f"{name}:  # {summary}")
-        defaults = dict(spec.replay_defaults) if name == "replay" else None
+        defaults = {"replay": dict(spec.replay_defaults), "runner": dict(spec.runner_defaults)}.get(name)
         lines += describe_dataclass(section, "  ", defaults)
     model = dict(config.model)
     target = model.pop("_target_", None)

@@ -180,6 +180,8 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
             continue
         if key == "seed":
             kwargs["seed"] = check_field(ExperimentConfig, "seed", value, "seed")
+        elif key == "runner":
+            kwargs[key] = build_dataclass(RunnerConfig, {**spec.runner_defaults, **(value or {})}, key, keys)
         elif key in SECTIONS:
             kwargs[key] = build_dataclass(SECTIONS[key], value or {}, key, keys)
         elif key == "algo":
@@ -191,6 +193,7 @@ def validate(data: dict, env_spaces: Any | None = None) -> ExperimentConfig:
             raise ConfigError(f"{spec.name} is on-policy and uses no replay: remove the 'replay' section")
         elif key != "replay":
             raise unknown_key_error(key, keys)
+    kwargs.setdefault("runner", build_dataclass(RunnerConfig, dict(spec.runner_defaults), "runner", keys))
     kwargs.setdefault("algo", spec.config())
     kwargs.setdefault("agent", spec.agent_config())
     if spec.off_policy:
@@ -233,6 +236,32 @@ def check_moved_keys(algo: Any) -> None:
                 raise ConfigError(f"config key 'algo.{key}' moved to {MOVED_TO_REPLAY[key]}")
 
 
+def check_ray_runner(config: ExperimentConfig) -> None:
+    """What ``runner.kind=ray`` (Ape-X) cannot do yet, and Ray's presence."""
+    r = config.runner
+    if config.env.normalize_obs or config.env.normalize_reward:
+        raise ConfigError(
+            "runner.kind=ray keeps no shared normaliser statistics across actor workers: "
+            "set env.normalize_obs=false and env.normalize_reward=false"
+        )
+    if config.recurrent:
+        raise ConfigError("runner.kind=ray trains feed-forward value-based agents (Ape-X): remove model.core")
+    if r.n_replay_shards > r.n_actors:
+        raise ConfigError(
+            f"runner.n_replay_shards={r.n_replay_shards} exceeds runner.n_actors={r.n_actors}: "
+            "each shard needs at least one actor writing to it"
+        )
+    if config.replay.size // r.n_actors < 2 * config.sampler.batch_T * config.sampler.batch_B:
+        raise ConfigError(
+            f"replay.size={config.replay.size} leaves each of the {r.n_actors} actors' rings fewer than two "
+            f"batches ({config.sampler.batch_T}x{config.sampler.batch_B}): raise replay.size"
+        )
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError("runner.kind=ray needs Ray: pip install 'rlfleet[ray]'") from None
+
+
 def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any | None) -> None:
     """What ``spec`` declares against what ``config`` asks for (and the env's action space when
     known); the algorithm's own cross-field rules last."""
@@ -245,6 +274,8 @@ def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any
             f"runner.kind={kind} runs {which} ({', '.join(s.name for s in others)}); {spec.name} is "
             f"{spec.policy}-policy: use runner.kind {' or '.join(spec.runner_kinds)}"
         )
+    if kind == "ray":
+        check_ray_runner(config)
     if config.sampler.kind not in spec.sampler_kinds:
         raise ConfigError(
             f"sampler.kind={config.sampler.kind} does not run {spec.name}; "

@@ -74,7 +74,7 @@ class EnvConfig:
 
 
 SamplerKind = Literal["serial", "parallel", "alternating", "envpool"]
-RunnerKind = Literal["minibatch", "data_parallel", "async"]
+RunnerKind = Literal["minibatch", "data_parallel", "async", "ray"]
 SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 RUNNER_KINDS: tuple[str, ...] = get_args(RunnerKind)
 
@@ -114,7 +114,9 @@ class RunnerConfig:
             averaged over them at every step; on-policy algorithms; see
             ``runners/data_parallel.py``); ``async`` (sampling in its own process, handing
             batches over through shared-memory slots while this process optimises; off-policy
-            algorithms; see ``runners/async_rl.py``).
+            algorithms; see ``runners/async_rl.py``); ``ray`` (actor workers, replay shards and
+            this process as the learner, on Ray: one machine or a cluster; see
+            ``rlfleet/distributed``).
         n_steps: env-step budget.
         log_interval_steps: env steps between progress rows.
         eval_interval_steps: env steps between deterministic evaluations (0: none).
@@ -138,6 +140,26 @@ class RunnerConfig:
         async_lead_batches: ``async``: sampler batches the sampler process may hand over ahead
             of the optimiser (>= 1; also the number of shared-memory slots); it waits when that
             many are handed over but not yet trained on, so the replay ratio is held exactly.
+        ray_address: ``ray``: ``local`` starts Ray in this process (its temp files under the
+            run directory's parent, dashboard off); ``auto`` joins the cluster this machine is a
+            node of (``ray start``); ``HOST:PORT`` joins that head node.
+        n_actors: ``ray``: actor workers, each sampling ``sampler.batch_B`` envs with a CPU copy
+            of the agent (``n_steps`` and the intervals count all actors' env steps).
+        n_replay_shards: ``ray``: replay shards (Ray actors); actor ``i`` writes to shard
+            ``i % n_replay_shards``, the learner samples the shards in turn.
+        actor_cpus: ``ray``: CPUs Ray reserves for each actor worker (its placement).
+        replay_shard_cpus: ``ray``: CPUs Ray reserves for each replay shard.
+        weight_sync_interval: ``ray``: learner updates between weight publications (object-store
+            refs); each actor loads the newest before its next batch.
+        actor_lead_batches: ``ray``: batches each actor may sample ahead of the learner (calls
+            queued per actor); an actor waits when that many are not yet trained on, so the
+            replay ratio is held (``ReplayRatio`` in progress.csv).
+        actor_max_restarts: ``ray``: times Ray restarts a dead actor worker (the run goes on;
+            its unfinished episodes are cut, their last transitions bootstrapped).
+        actor_epsilon: ``ray``, value-based: Ape-X's base epsilon; env slot ``i`` of the
+            ``N = n_actors * batch_B`` explores with ``actor_epsilon^(1 + alpha * i / (N - 1))``
+            for the whole run (in place of ``agent.eps_*``'s schedule).
+        actor_epsilon_alpha: ``ray``, value-based: that schedule's alpha.
     """
 
     kind: RunnerKind = "minibatch"
@@ -155,6 +177,16 @@ class RunnerConfig:
     n_replicas: Count = 2
     dist_backend: Literal["gloo", "nccl"] | None = None
     async_lead_batches: Count = 2
+    ray_address: str = "local"
+    n_actors: Count = 2
+    n_replay_shards: Count = 1
+    actor_cpus: Positive = 1.0
+    replay_shard_cpus: NonNegative = 0.5
+    weight_sync_interval: Count = 50
+    actor_lead_batches: Count = 2
+    actor_max_restarts: NonNegInt = 10
+    actor_epsilon: Probability = 0.4
+    actor_epsilon_alpha: NonNegative = 7.0
 
 
 ReplayKind = Literal["uniform", "prioritized", "sequence"]

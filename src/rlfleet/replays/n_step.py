@@ -249,6 +249,20 @@ class NStepReplayBuffer:
             self.final_observation[int(idx[t] * self.B + b)] = final
         self.t += T
 
+    def cut(self, next_observation: Any) -> None:
+        """End every env's stored stream at the newest row: its step, unless it already ended
+        an episode, becomes truncated with ``next_observation [B]`` (numpy; the observations
+        that followed it) as the final observation to bootstrap from. The next `append` may
+        then come from restarted envs (a Ray actor worker restarted or resumed) without any
+        n-step window spanning the cut."""
+        if self.t == 0:
+            return
+        row = (self.t - 1) % self.T
+        buf = self.buffer
+        for b in np.flatnonzero(~(buf.terminated[row] | buf.truncated[row])):
+            buf.truncated[row, b] = True
+            self.final_observation[int(row * self.B + b)] = map_buffer(lambda x, b=b: np.copy(x[b]), next_observation)
+
     def __len__(self) -> int:
         return min(self.t, self.T) * self.B
 

@@ -56,17 +56,32 @@ class PrioritizedReplayBuffer(NStepReplayBuffer):
         self.tree = SumTree(self.T * self.B)
         self.max_priority = 1.0
 
-    def append(self, samples: Any) -> None:
-        """Store a ``[T,B]`` batch; transitions that became sampleable get the max priority,
-        those that stopped being sampleable (about to be overwritten) get 0."""
+    def append(self, samples: Any, errors: np.ndarray | None = None) -> None:
+        """Store a ``[T,B]`` batch; transitions that became sampleable get the max priority (or,
+        with ``errors``, ``(|error| + eps)^alpha``), those that stopped being sampleable (about to
+        be overwritten) get 0.
+
+        ``errors [T,B]`` (Ape-X: computed by the actor that sampled the batch) holds the error
+        of the transition starting ``n_step`` rows before each row of the batch: row ``j`` of
+        a batch appended at time step ``t0`` is the error of the transition at ``t0 - n + j``,
+        the rows this append makes sampleable. NaN where unknown (max priority)."""
         old_first, old_last = self.sampleable_rows()
+        t0 = self.t
         super().append(samples)
         first, last = self.sampleable_rows()
         leaving = self._leaves(np.arange(old_first, min(old_last, first - 1) + 1))
-        entering = self._leaves(np.arange(max(old_last + 1, first), last + 1))
+        entering_rows = np.arange(max(old_last + 1, first), last + 1)
+        entering = self._leaves(entering_rows)
+        new_priorities = np.full(len(entering), self.max_priority)
+        if errors is not None and len(entering_rows):
+            given = np.asarray(errors, np.float64)[entering_rows - (t0 - self.n_step)].reshape(-1)
+            known = ~np.isnan(given)
+            new_priorities[known] = (np.abs(given[known]) + self.eps) ** self.alpha
+            if known.any():
+                self.max_priority = max(self.max_priority, float(new_priorities[known].max()))
         # One update, zeros first: a leaf both left and re-entered (a batch longer than the
         # ring's slack) ends up with the new transition's priority.
-        priorities = np.concatenate([np.zeros(len(leaving)), np.full(len(entering), self.max_priority)])
+        priorities = np.concatenate([np.zeros(len(leaving)), new_priorities])
         self.tree.update(np.concatenate([leaving, entering]), priorities)
 
     def _leaves(self, t_abs: np.ndarray) -> np.ndarray:

@@ -197,21 +197,27 @@ class MinibatchRl:
             self.console.close()
         return row
 
-    def iteration(self) -> dict[str, float] | None:
-        start = time.perf_counter()
+    def sample_and_optimize(self) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """One iteration's work: sample a batch (adding ``steps_per_iteration`` to
+        ``cum_steps``), append it to the replay, optimise. Returns the trajectories completed
+        and the algorithm's diagnostics (the Ray learner gathers its actors' batches here)."""
         self.agent.sample_mode(self.cum_steps)
         batch = self.sampler.obtain_samples()
         self.cum_steps += self.steps_per_iteration
         if self.replay is not None:
             self.replay.append(batch.samples)
         self.agent.train_mode(self.cum_steps)
-        opt_info = self.algo.optimize_agent(self.cum_steps, batch)
+        return batch.traj_infos, self.algo.optimize_agent(self.cum_steps, batch)
+
+    def iteration(self) -> dict[str, float] | None:
+        start = time.perf_counter()
+        traj_infos, opt_info = self.sample_and_optimize()
         self.itr += 1
         elapsed = time.perf_counter() - start
         self.cum_time += elapsed
         self.train_time += elapsed
-        self.traj_infos.extend(batch.traj_infos)
-        self.new_trajs += len(batch.traj_infos)
+        self.traj_infos.extend(traj_infos)
+        self.new_trajs += len(traj_infos)
         for key, value in opt_info.items():
             self.opt_infos.setdefault(key, []).append(value)
         row = None

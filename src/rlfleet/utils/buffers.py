@@ -105,3 +105,15 @@ def restore_leading_dims(tensors: Any, lead_dim: int, T: int = 1, B: int = 1) ->
     if not is_seq:
         return out[0]
     return type(tensors)(out) if not is_namedtuple(tensors) else type(tensors)(*out)
+
+
+def concat_buffers(buffers: list[Any], dim: int = 0) -> Any:
+    """Leaf-wise ``torch.cat`` (or ``np.concatenate``) of buffers with one structure along ``dim``."""
+    first = buffers[0]
+    if first is None:
+        return None
+    if is_namedtuple(first):
+        return type(first)(*(concat_buffers(list(leaves), dim) for leaves in zip(*buffers)))
+    if isinstance(first, torch.Tensor):
+        return torch.cat(buffers, dim=dim)
+    return np.concatenate(buffers, axis=dim)

@@ -75,6 +75,12 @@ class DQN(OffPolicyAlgorithm):
             loss = F.mse_loss(q_taken, y, reduction="none")
         return loss, (y - q_taken).detach()
 
+    @torch.no_grad()
+    def priorities(self, samples: ReplaySamples) -> torch.Tensor:
+        """``|error| [N]`` of ``samples`` under the current networks, with no update: the
+        initial priorities Ape-X's actors give the transitions they send to the replay."""
+        return self.loss(samples)[1].abs()
+
     def gradient_step(self, samples: ReplaySamples, weights: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         self.agent.reset_noise()
         loss, priority = self.loss(samples)

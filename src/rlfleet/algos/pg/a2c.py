@@ -22,7 +22,7 @@ class A2C(PolicyGradientAlgorithm):
         super().initialize(agent, n_steps, batch_T, batch_B)
         c = self.config
         self.optimizer = FlatOptimizer(
-            agent.parameters(), c.optimizer, c.lr, c.optimizer_eps, c.max_grad_norm, c.rmsprop_alpha
+            agent.parameters(), c.optimizer, c.lr, c.optimizer_eps, c.max_grad_norm, rmsprop_alpha=c.rmsprop_alpha
         )
 
     def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rlfleet.agents.config import CategoricalAgentConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.spec import VALUE_BASED_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
 
 SPEC = AlgoSpec(
@@ -16,5 +16,5 @@ SPEC = AlgoSpec(
     default_model="rlfleet.models.distributional:CategoricalQModel",
     action_spaces=("discrete",),
     policy="off",
-    runner_kinds=OFF_POLICY_RUNNERS,
+    runner_kinds=VALUE_BASED_RUNNERS,
 )

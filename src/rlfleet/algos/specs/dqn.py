@@ -7,7 +7,7 @@ from typing import Literal
 
 from rlfleet.agents.config import DqnAgentConfig
 from rlfleet.algos.off_policy_config import OffPolicyConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.spec import VALUE_BASED_RUNNERS, AlgoSpec
 from rlfleet.config.rules import Count, NonNegative, Positive, Rate
 
 
@@ -52,5 +52,5 @@ SPEC = AlgoSpec(
     default_model="rlfleet.models.q:QModel",
     action_spaces=("discrete",),
     policy="off",
-    runner_kinds=OFF_POLICY_RUNNERS,
+    runner_kinds=VALUE_BASED_RUNNERS,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlfleet.agents.config import IqnAgentConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.spec import VALUE_BASED_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
 from rlfleet.config.rules import Count, NonNegative
 
@@ -35,5 +35,5 @@ SPEC = AlgoSpec(
     default_model="rlfleet.models.distributional:ImplicitQuantileModel",
     action_spaces=("discrete",),
     policy="off",
-    runner_kinds=OFF_POLICY_RUNNERS,
+    runner_kinds=VALUE_BASED_RUNNERS,
 )

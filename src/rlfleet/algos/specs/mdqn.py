@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from rlfleet.agents.config import DqnAgentConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.spec import VALUE_BASED_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
 from rlfleet.config.rules import NonNegative, Positive, Range
 
@@ -36,5 +36,5 @@ SPEC = AlgoSpec(
     default_model="rlfleet.models.q:QModel",
     action_spaces=("discrete",),
     policy="off",
-    runner_kinds=OFF_POLICY_RUNNERS,
+    runner_kinds=VALUE_BASED_RUNNERS,
 )

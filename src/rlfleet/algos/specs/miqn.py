@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from rlfleet.agents.config import IqnAgentConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.spec import VALUE_BASED_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.iqn import IQNConfig
 from rlfleet.config.rules import NonNegative, Positive, Range
 
@@ -31,5 +31,5 @@ SPEC = AlgoSpec(
     default_model="rlfleet.models.distributional:ImplicitQuantileModel",
     action_spaces=("discrete",),
     policy="off",
-    runner_kinds=OFF_POLICY_RUNNERS,
+    runner_kinds=VALUE_BASED_RUNNERS,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlfleet.agents.config import RainbowAgentConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.spec import VALUE_BASED_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
 from rlfleet.config.rules import Count, Positive
 
@@ -31,7 +31,7 @@ SPEC = AlgoSpec(
     default_model="rlfleet.models.distributional:CategoricalQModel",
     action_spaces=("discrete",),
     policy="off",
-    runner_kinds=OFF_POLICY_RUNNERS,
+    runner_kinds=VALUE_BASED_RUNNERS,
     default_model_kwargs={"dueling": True, "noisy": True},
     replay_defaults={"kind": "prioritized", "alpha": 0.5},
 )

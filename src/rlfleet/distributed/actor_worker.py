@@ -1,0 +1,169 @@
+"""An Ape-X actor worker: a sampler with its envs and a CPU copy of the agent, as a Ray actor.
+
+The learner (`rlfleet.distributed.apex`) keeps ``runner.actor_lead_batches`` calls of
+`ActorWorker.sample` queued on each worker. One call: load the newest weights if the learner
+published newer ones, sample one ``[T,B]`` batch, compute the initial priorities of the
+transitions it completes (a prioritized replay), send batch and priorities straight to the
+worker's replay shard, and report the batch's trajectories and timings to the learner. The
+batch itself never passes through the learner.
+
+Initial priorities (Ape-X): the worker keeps its own small n-step ring of the latest batches
+(the replay component, uniform) and scores each transition whose n-step window the new batch
+completes with the algorithm's error under its copy of the online and target networks
+(`DQN.priorities`): row ``j`` of batch ``[t0, t0 + T)`` scores the transition at
+``t0 - n + j`` (NaN before the worker's first step), which is what
+`PrioritizedReplayBuffer.append` expects.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from rlfleet.envs.spaces import EnvSpaces
+from rlfleet.utils.buffers import numpify_buffer
+
+
+class Published(NamedTuple):
+    """Weights the learner published: ``version`` (its update count) and ``ref``, a list holding
+    the object-store ref of `Agent.weights` (a list, so Ray hands the ref over unresolved and
+    the worker fetches it only when the version is new)."""
+
+    version: int
+    ref: list
+
+
+class ActorReport(NamedTuple):
+    """What one `ActorWorker.sample` call returns to the learner.
+
+    Attributes:
+        actor: the worker's index.
+        env_steps: env steps sampled (``T * B``).
+        traj_infos: statistics of the trajectories completed in the batch.
+        weights_version: the learner update count of the weights the batch was sampled with.
+        sample_seconds: wall time of sampling (env steps and forward passes).
+        call_seconds: wall time of the whole call.
+        incarnation: the worker process's random id (a new one after a restart).
+    """
+
+    actor: int
+    env_steps: int
+    traj_infos: list[dict[str, float]]
+    weights_version: int
+    sample_seconds: float
+    call_seconds: float
+    incarnation: str
+
+
+@dataclass
+class ActorStart:
+    """What an actor worker is built from.
+
+    Attributes:
+        build: ``build(config, run_dir, env_spaces) -> experiment`` (the composition root's
+            ``build_experiment``, handed in).
+        config: the worker's config: the run's with a minibatch runner on the CPU, no
+            evaluation or logging, its own seed and a uniform ring just large enough to score
+            two batches' transitions (`rlfleet.distributed.apex.actor_config`).
+        env_spaces: the envs' spaces.
+        index: the worker's index ``i`` (its replay source id).
+        epsilons: ``[B]`` fixed epsilons of its env slots (Ape-X).
+        shard: the Ray name of its replay shard (looked up by name, so that a restarted worker
+            rebuilds from plain arguments).
+        prioritized: whether the shard's rings are prioritized (then the worker scores).
+    """
+
+    build: Callable[..., Any]
+    config: Any
+    env_spaces: EnvSpaces
+    index: int
+    epsilons: np.ndarray
+    shard: str
+    prioritized: bool
+
+
+class ActorWorker:
+    """See the module docstring. Wrapped by ``ray.remote`` in the learner (with Ray's restarts:
+    a restarted worker rebuilds itself from the same `ActorStart`, under a new incarnation)."""
+
+    def __init__(self, start: ActorStart):
+        import ray
+
+        self.start = start
+        self.shard = ray.get_actor(start.shard)
+        self.experiment = start.build(start.config, None, start.env_spaces)
+        self.agent, self.sampler = self.experiment.agent, self.experiment.sampler
+        self.algo, self.ring = self.experiment.algo, self.experiment.replay
+        self.agent.set_fixed_epsilon(torch.as_tensor(start.epsilons, dtype=torch.float32))
+        self.incarnation = secrets.token_hex(4)
+        self.version = -1
+        self.env_steps = 0
+        self._pending_add: Any = None
+
+    def sample(self, published: Published | None) -> ActorReport:
+        import ray
+
+        call_start = time.perf_counter()
+        if published is not None and published.version > self.version:
+            self.agent.load_weights(ray.get(published.ref[0]))
+            self.version = published.version
+        self.agent.sample_mode(self.env_steps)
+        batch = self.sampler.obtain_samples()
+        sample_seconds = time.perf_counter() - call_start
+        self.env_steps += self.sampler.batch_size
+        errors = self._score(batch.samples) if self.start.prioritized else None
+        if self._pending_add is not None:  # one batch in flight to the shard at a time
+            ray.get(self._pending_add)
+        self._pending_add = self.shard.add.remote(
+            self.start.index, self.incarnation, batch.samples, numpify_buffer(batch.last.observation), errors
+        )
+        return ActorReport(
+            self.start.index,
+            self.sampler.batch_size,
+            batch.traj_infos,
+            self.version,
+            sample_seconds,
+            time.perf_counter() - call_start,
+            self.incarnation,
+        )
+
+    def _score(self, samples: Any) -> np.ndarray:
+        """``[T,B]`` errors of the transitions at ``t0 - n + j`` (see the module docstring)."""
+        ring, T = self.ring, samples.env.reward.shape[0]
+        t0 = ring.t
+        ring.append(samples)
+        rows = np.arange(t0 - ring.n_step, t0 - ring.n_step + T)
+        oldest, newest = ring.sampleable_rows()
+        scored = (rows >= oldest) & (rows <= newest)
+        errors = np.full((T, ring.B), np.nan)
+        if scored.any():
+            t = np.repeat(rows[scored] % ring.T, ring.B)
+            b = np.tile(np.arange(ring.B), int(scored.sum()))
+            self.agent.train_mode(self.env_steps)
+            errors[scored] = self.algo.priorities(ring.samples_at(t, b)).double().numpy().reshape(-1, ring.B)
+            self.agent.sample_mode(self.env_steps)
+        return errors
+
+    def node_id(self) -> str:
+        """The Ray node this worker runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def close(self) -> None:
+        if self._pending_add is not None:
+            import ray
+
+            ray.get(self._pending_add)
+        self.experiment.close()

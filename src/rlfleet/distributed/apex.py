@@ -1,0 +1,418 @@
+"""Ape-X on Ray (Horgan et al. 2018): actor workers, replay shards, and this process as the
+learner (``runner.kind=ray`` with a value-based algorithm).
+
+Roles and data::
+
+    actor workers (Ray actors, CPU agent copies)   replay shards (Ray actors)      learner (this process)
+    sample [T,B] with fixed epsilons eps_i         MultiSourceReplay: a ring       ApexRunner: MinibatchRlEval's
+    score the transitions they complete -------->  per actor, prioritized   <----> loop, logging, evaluation,
+    (initial priorities)                           by the learner's errors         checkpoints, Ctrl-C
+    report trajectories, timings ------------------------------------------------> cum_steps, ReturnAverage
+    load weights when newer  <=== object-store ref (Agent.weights) <=============== every weight_sync_interval updates
+
+- One iteration of the learner: wait for at least one actor report (then take every finished
+  one), queue the next call on each of those workers, and run the algorithm's
+  ``optimize_agent`` once per reported batch: ``updates_per_batch`` updates each, drawn from the
+  shards (`RemoteReplay`, one sample request in flight per shard), priorities sent back. Each
+  worker has at most ``runner.actor_lead_batches`` calls queued, so the replay ratio is held
+  (as in the async runner) and the workers never wait for weights.
+- Exploration: the ``N = n_actors * batch_B`` env slots explore with Ape-X's fixed epsilons
+  (`apex_epsilons`); evaluation is the learner's, greedy (``agent.eps_eval``).
+- Faults: Ray restarts a dead worker up to ``runner.actor_max_restarts`` times; its queued calls
+  fail, the learner counts the restart (``ActorRestarts``) and queues new calls; the restarted
+  worker continues its ring in the shard after a cut (`MultiSourceReplay`).
+- Checkpoints: the learner (agent, optimizer, counters), and the shards' rings with
+  ``runner.save_replay``; a resumed run starts new workers (its envs restart their episodes).
+- Placement: workers and shards are Ray actors with ``runner.actor_cpus`` and
+  ``runner.replay_shard_cpus``, placed by Ray over the cluster's nodes; the learner is the
+  process ``rlfleet train`` runs in, on ``runner.device``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlfleet.distributed.actor_worker import ActorReport, ActorStart, ActorWorker, Published
+from rlfleet.distributed.cluster import RayConnection, connect
+from rlfleet.distributed.exploration import apex_epsilons
+from rlfleet.envs.spaces import EnvSpaces
+from rlfleet.errors import RunFailure
+from rlfleet.replays.multi_source import MultiSourceReplay
+from rlfleet.replays.n_step import ReplayBatch
+from rlfleet.runners.minibatch_rl import MinibatchRlEval
+
+_SHARD_STRIDE = 1 << 40  # learner-side index = shard * stride + the shard's own index
+
+
+class ActorsLost(RunFailure):
+    """Every actor worker is gone (Ray's restarts exhausted)."""
+
+
+def actor_config(config: Any, index: int) -> Any:
+    """Actor worker ``index``'s config: the run's on a minibatch runner on the CPU, no
+    evaluation, logging or checkpoints, its own seed, and a uniform ring of two batches plus
+    the n-step horizon and frame history (enough to score each batch's transitions)."""
+    s, algo, replay = config.sampler, config.algo, config.replay
+    ring_steps = 2 * s.batch_T + algo.n_step + replay.frame_stack + 2
+    runner = dataclasses.replace(
+        config.runner, kind="minibatch", device="cpu", eval_interval_steps=0, checkpoint_interval_steps=0
+    )
+    logger = dataclasses.replace(config.logger, console=False, tensorboard=False, wandb=False)
+    ring = dataclasses.replace(replay, kind="uniform", size=ring_steps * s.batch_B)
+    return dataclasses.replace(config, seed=config.seed + 1000 * (index + 1), runner=runner, logger=logger, replay=ring)
+
+
+def shard_replay(make_ring: Callable[[int], Any], seed: int) -> MultiSourceReplay:
+    """A replay shard's contents (built inside the shard's Ray actor)."""
+    return MultiSourceReplay(make_ring, seed=seed)
+
+
+class ReplayShard:
+    """A replay shard as a Ray actor: a `MultiSourceReplay` whose calls arrive through Ray."""
+
+    def __init__(self, make_ring: Callable[[int], Any], seed: int):
+        self.replay = shard_replay(make_ring, seed)
+
+    def add(self, source: int, incarnation: str, samples: Any, next_observation: Any, errors: Any) -> int:
+        return self.replay.add(source, incarnation, samples, next_observation, errors)
+
+    def sample(self, batch_size: int, env_steps: int) -> ReplayBatch | None:
+        """A batch, or None while the shard holds nothing sampleable."""
+        return self.replay.sample_batch(batch_size, env_steps) if self.replay.can_sample() else None
+
+    def update_priorities(self, indices: np.ndarray, errors: np.ndarray) -> None:
+        self.replay.update_priorities(indices, errors)
+
+    def size(self) -> int:
+        return len(self.replay)
+
+    def diagnostics(self, env_steps: int) -> dict[str, float]:
+        return self.replay.diagnostics(env_steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.replay.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.replay.load_state_dict(state)
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+
+class RemoteReplay:
+    """The algorithm's replay in the learner: the shards behind the replay interface
+    (``sample_batch``, ``update_priorities``, ``can_sample``, ``diagnostics``).
+
+    Shards are sampled in turn, one request in flight per shard (the next batch is on its way
+    while the learner trains on this one). Indices carry their shard (`_SHARD_STRIDE`).
+
+    Attributes:
+        rng: seeds the shards (checkpointed like a local replay's sampling RNG).
+        shards: the shards' Ray handles (set by `ActorPool.start`).
+    """
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.shards: list[Any] = []
+        self._pending: dict[int, Any] = {}
+        self._turn = 0
+        self._ready = False
+        self._diagnostics: dict[str, float] = {}
+        self.pending_state: dict[str, Any] | None = None  # shard states to load once they exist
+
+    def attach(self, shards: list[Any]) -> None:
+        import ray
+
+        self.shards = shards
+        if self.pending_state is not None:
+            ray.get([s.load_state_dict.remote(st) for s, st in zip(shards, self.pending_state["shards"])])
+            self.pending_state = None
+
+    def can_sample(self) -> bool:
+        import ray
+
+        if not self._ready and self.shards:
+            self._ready = all(n > 0 for n in ray.get([s.size.remote() for s in self.shards]))
+        return self._ready
+
+    def sample_batch(self, batch_size: int, env_steps: int) -> ReplayBatch:
+        import ray
+
+        for _ in range(len(self.shards)):
+            k = self._turn
+            self._turn = (self._turn + 1) % len(self.shards)
+            ref = self._pending.pop(k, None) or self.shards[k].sample.remote(batch_size, env_steps)
+            self._pending[k] = self.shards[k].sample.remote(batch_size, env_steps)
+            batch = ray.get(ref)
+            if batch is not None:
+                indices = None if batch.indices is None else batch.indices + k * _SHARD_STRIDE
+                return ReplayBatch(batch.samples, batch.weights, indices)
+        raise ValueError("no replay shard holds sampleable transitions yet")
+
+    def update_priorities(self, indices: np.ndarray | None, errors: Any) -> None:
+        if indices is None:
+            return
+        errors = errors.detach().double().cpu().numpy() if isinstance(errors, torch.Tensor) else np.asarray(errors)
+        shard_of = indices // _SHARD_STRIDE
+        for k in np.unique(shard_of):
+            mine = shard_of == k
+            self.shards[int(k)].update_priorities.remote(indices[mine] % _SHARD_STRIDE, errors[mine])
+
+    def diagnostics(self, env_steps: int) -> dict[str, float]:
+        return self._diagnostics
+
+    def refresh(self, env_steps: int) -> dict[str, float]:
+        """Shard sizes and the first shard's diagnostics (one round trip; at log rows)."""
+        import ray
+
+        sizes = ray.get([s.size.remote() for s in self.shards])
+        self._diagnostics = ray.get(self.shards[0].diagnostics.remote(env_steps)) if self.shards else {}
+        return {"ReplaySize": float(sum(sizes))}
+
+    def state_dict(self) -> dict[str, Any]:
+        import ray
+
+        return {"shards": ray.get([s.state_dict.remote() for s in self.shards])}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pending_state = state
+
+
+class ActorPool:
+    """The learner's handle on its actor workers and replay shards; it takes the sampler's
+    place in the runner (``batch_size``, ``initialize``, ``state_dict``, ``close``). Ray and the
+    actors start at the runner's first iteration (`start`), after a resume has loaded state.
+
+    Args:
+        config: the run's config (``runner.kind=ray``).
+        env_spaces: the envs' spaces.
+        build: the composition root's ``build_experiment`` (workers build themselves with it).
+        replay: the algorithm's `RemoteReplay`.
+        make_ring: ``make_ring(source) -> replay``: one actor's ring in a shard (the run's
+            ``replay:`` section, sized ``replay.size / n_actors``).
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        env_spaces: EnvSpaces,
+        build: Callable[..., Any],
+        replay: RemoteReplay,
+        make_ring: Callable[[int], Any],
+    ):
+        r, s = config.runner, config.sampler
+        self.config, self.env_spaces, self.build = config, env_spaces, build
+        self.replay, self.make_ring = replay, make_ring
+        self.n_actors, self.n_shards, self.lead = r.n_actors, r.n_replay_shards, r.actor_lead_batches
+        self.actor_batch = s.batch_T * s.batch_B
+        self.last_steps = self.actor_batch * self.n_actors
+        self.workers: list[Any] = []
+        self.shards: list[Any] = []
+        self._calls: dict[Any, int] = {}  # pending call ref -> actor index
+        self._published: Published | None = None
+        self._ray: RayConnection | None = None
+        self.restarts = 0
+        self._incarnations: dict[int, str] = {}
+        self._since_log: dict[str, Any] = self._fresh_counters()
+
+    @staticmethod
+    def _fresh_counters() -> dict[str, Any]:
+        return {"steps": defaultdict(int), "sample_s": defaultdict(float), "lag": [], "start": time.perf_counter()}
+
+    # ----- the sampler's place in the runner -----
+    @property
+    def batch_size(self) -> int:
+        """Env steps of the latest iteration's reports (all actors' batches at first)."""
+        return self.last_steps
+
+    def initialize(self, agent: Any, seed: int) -> None:
+        self.seed = seed
+
+    @property
+    def started(self) -> bool:
+        return bool(self.workers)
+
+    def start(self, run_root: Path | None, weights: dict[str, Any], version: int) -> None:
+        """Connect to Ray, start the shards and workers, publish the learner's weights and
+        queue ``actor_lead_batches`` calls on every worker."""
+        import ray
+
+        r = self.config.runner
+        cpus = self.n_actors * r.actor_cpus + self.n_shards * r.replay_shard_cpus
+        self._ray = connect(r.ray_address, run_root, cpus)
+        run_token = secrets.token_hex(4)
+        names = [f"rlfleet-replay-shard-{run_token}-{k}" for k in range(self.n_shards)]
+        self.shards = [
+            ray.remote(ReplayShard)
+            .options(num_cpus=r.replay_shard_cpus, name=name)
+            .remote(self.make_ring, self.seed + 7 * k)
+            for k, name in enumerate(names)
+        ]
+        self.replay.attach(self.shards)
+        B = self.config.sampler.batch_B
+        epsilons = apex_epsilons(self.n_actors * B, r.actor_epsilon, r.actor_epsilon_alpha)
+        worker_class = ray.remote(ActorWorker).options(
+            num_cpus=r.actor_cpus, max_restarts=r.actor_max_restarts, max_task_retries=0
+        )
+        prioritized = self.config.replay.kind == "prioritized"
+        self.workers = [
+            worker_class.remote(
+                ActorStart(
+                    self.build,
+                    actor_config(self.config, i),
+                    self.env_spaces,
+                    i,
+                    epsilons[i * B : (i + 1) * B],
+                    names[i % self.n_shards],
+                    prioritized,
+                )
+            )
+            for i in range(self.n_actors)
+        ]
+        self.publish(weights, version)
+        for i in range(self.n_actors):
+            for _ in range(self.lead):
+                self._queue(i)
+
+    def _queue(self, actor: int) -> None:
+        self._calls[self.workers[actor].sample.remote(self._published)] = actor
+
+    def publish(self, weights: dict[str, Any], version: int) -> None:
+        """Put the learner's weights in the object store; workers load them at their next call."""
+        import ray
+
+        self._published = Published(version, [ray.put(weights)])
+
+    def collect(self, learner_version: int) -> list[ActorReport]:
+        """Wait for one finished call, take every other finished one, and queue a new call on
+        each of their workers. A failed call (its worker died) is counted and replaced; when no
+        worker can be reached any more, `ActorsLost`."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        reports: list[ActorReport] = []
+        failures = 0
+        while not reports:
+            ray.wait(list(self._calls), num_returns=1)
+            ready, _ = ray.wait(list(self._calls), num_returns=len(self._calls), timeout=0)
+            for ref in ready:
+                actor = self._calls.pop(ref)
+                try:
+                    report = ray.get(ref)
+                except RayActorError:
+                    failures += 1
+                    if failures > self.n_actors * self.lead * (self.config.runner.actor_max_restarts + 1):
+                        raise ActorsLost("every actor worker died and Ray could not restart them") from None
+                    self._queue(actor)
+                    continue
+                if self._incarnations.setdefault(actor, report.incarnation) != report.incarnation:
+                    self.restarts += 1
+                    self._incarnations[actor] = report.incarnation
+                reports.append(report)
+                self._queue(actor)
+        counters = self._since_log
+        for report in reports:
+            counters["steps"][report.actor] += report.env_steps
+            counters["sample_s"][report.actor] += report.sample_seconds
+            counters["lag"].append(learner_version - report.weights_version)
+        self.last_steps = sum(r.env_steps for r in reports)
+        return reports
+
+    def stats(self) -> dict[str, float]:
+        """Per-role throughput since the previous call (progress.csv columns)."""
+        counters, self._since_log = self._since_log, self._fresh_counters()
+        wall = max(time.perf_counter() - counters["start"], 1e-9)
+        out: dict[str, float] = {"ActorRestarts": float(self.restarts)}
+        for actor in range(self.n_actors):
+            out[f"Actor{actor}StepsPerSecond"] = counters["steps"][actor] / wall
+        if counters["lag"]:
+            out["WeightLag"] = float(np.mean(counters["lag"]))
+        return out
+
+    # ----- state -----
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing of the workers is saved: a resumed run starts new ones (new episodes)."""
+        return {"obs_normalizer": None, "reward_normalizer": None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        return False
+
+    def node_ids(self) -> dict[str, list[str]]:
+        """The Ray nodes the workers and shards run on (for tests and the console)."""
+        import ray
+
+        return {
+            "actors": ray.get([w.node_id.remote() for w in self.workers]),
+            "shards": ray.get([s.node_id.remote() for s in self.shards]),
+        }
+
+    def close(self) -> None:
+        """Stop the workers and shards (and Ray, when this pool started it); idempotent."""
+        if self._ray is None:
+            return
+        import ray
+
+        for actor in [*self.workers, *self.shards]:
+            ray.kill(actor)
+        self.workers, self.shards, self._calls = [], [], {}
+        self._ray.close()
+        self._ray = None
+
+
+class ApexRunner(MinibatchRlEval):
+    """`MinibatchRlEval` whose iterations gather the actor workers' batches (see the module
+    docstring); logging, evaluation, checkpoints and Ctrl-C are the base class's. Each progress
+    row adds per-role throughput: ``Actor<i>StepsPerSecond``, ``WeightLag`` (learner updates
+    between the weights a batch was sampled with and the learner's at its arrival),
+    ``ReplaySize`` (all shards), ``ActorRestarts``; ``UpdatesPerSecond`` is the learner's.
+
+    Args:
+        pool: the `ActorPool` (also passed as the runner's sampler).
+        weight_sync_interval: learner updates between weight publications.
+        evaluator: as for `MinibatchRlEval`; None: no evaluation.
+    """
+
+    def __init__(self, *args: Any, pool: ActorPool, weight_sync_interval: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.pool = pool
+        self.weight_sync_interval = weight_sync_interval
+        self._published_at = 0
+
+    def evaluation_due(self) -> bool:
+        return self.evaluator is not None and self.eval_interval_steps > 0 and super().evaluation_due()
+
+    def sample_and_optimize(self) -> tuple[list[dict[str, float]], dict[str, float]]:
+        if not self.pool.started:
+            root = self.run_dir.parent if self.run_dir is not None else None
+            self.pool.start(root, self.agent.weights(), self.algo.updates)
+            self._published_at = self.algo.updates
+        reports = self.pool.collect(self.algo.updates)
+        self.cum_steps += self.pool.batch_size
+        self.agent.train_mode(self.cum_steps)
+        infos = [self.algo.optimize_agent(self.cum_steps, None) for _ in reports]
+        if self.algo.updates - self._published_at >= self.weight_sync_interval:
+            self.pool.publish(self.agent.weights(), self.algo.updates)
+            self._published_at = self.algo.updates
+        merged: dict[str, list[float]] = defaultdict(list)
+        for info in infos:
+            for key, value in info.items():
+                merged[key].append(value)
+        traj_infos = [t for report in reports for t in report.traj_infos]
+        return traj_infos, {key: float(np.mean(values)) for key, values in merged.items()}
+
+    def log_row(self) -> dict[str, float]:
+        if self.pool.started:
+            for key, value in {**self.pool.stats(), **self.replay.refresh(self.cum_steps)}.items():
+                self.opt_infos[key] = [value]
+        return super().log_row()
