@@ -222,8 +222,9 @@ class ActorPool:
         self._calls: dict[Any, int] = {}  # pending call ref -> actor index
         self._published: Published | None = None
         self._ray: RayConnection | None = None
-        self.restarts = 0
-        self._incarnations: dict[int, str] = {}
+        self.restarts = 0  # actor deaths seen (Ray restarts the worker)
+        self._down: set[int] = set()  # actors whose calls failed and that have not reported since
+        self.incarnations: dict[int, str] = {}  # actor -> the incarnation of its latest report
         self._since_log: dict[str, Any] = self._fresh_counters()
 
     @staticmethod
@@ -314,11 +315,13 @@ class ActorPool:
                     failures += 1
                     if failures > self.n_actors * self.lead * (self.config.runner.actor_max_restarts + 1):
                         raise ActorsLost("every actor worker died and Ray could not restart them") from None
+                    if actor not in self._down:  # its other queued calls fail with it
+                        self._down.add(actor)
+                        self.restarts += 1
                     self._queue(actor)
                     continue
-                if self._incarnations.setdefault(actor, report.incarnation) != report.incarnation:
-                    self.restarts += 1
-                    self._incarnations[actor] = report.incarnation
+                self._down.discard(actor)
+                self.incarnations[actor] = report.incarnation
                 reports.append(report)
                 self._queue(actor)
         counters = self._since_log
