@@ -136,3 +136,32 @@ def test_ctrl_c_stops_the_suite_with_one_line_and_starts_nothing_more(tmp_path):
     assert err.splitlines()[-1].startswith("rlfleet: suite cut interrupted") and "--name cut" in err, err
     assert list((first / "checkpoints").glob("ckpt_*.pt")), "the running run wrote no checkpoint"
     assert not run_path("CartPole-v1", "ppo", "cut", 1, tmp_path / "runs").exists(), "the queued run started"
+
+
+def test_a_killed_bench_leaves_no_run_training_on_and_its_runs_checkpoint(tmp_path):
+    suite = {
+        "name": "orphan",
+        "description": "one long run whose bench process is killed",
+        "entries": [{"algorithm": "ppo", "env": "CartPole-v1", "steps": 10_000_000, "seeds": [0], "threshold": 0}],
+    }
+    (tmp_path / "orphan.yaml").write_text(yaml.safe_dump(suite))
+    cmd = rlfleet_cmd("bench", "orphan.yaml", "--name", "orphan", "--runs-dir", "runs", "--out-dir", "out")
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    run = run_path("CartPole-v1", "ppo", "orphan", 0, tmp_path / "runs")
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "progress.csv").is_file() and len((run / "progress.csv").read_text().splitlines()) >= 3):
+            assert time.monotonic() < deadline and proc.poll() is None, "the run did not start"
+            time.sleep(0.2)
+        proc.kill()  # the bench process only (SIGKILL: no handler runs); its worker is orphaned
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 60
+        while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "the orphaned run is still training 60 s after the bench died"
+            time.sleep(0.5)
+    finally:
+        if subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert list((run / "checkpoints").glob("ckpt_*.pt")), "the orphaned run wrote no checkpoint"

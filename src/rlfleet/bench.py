@@ -17,11 +17,14 @@ import concurrent.futures
 import dataclasses
 import json
 import multiprocessing
+import os
 import re
 import resource
 import shutil
+import signal
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +123,22 @@ def load_suite(path: str | Path) -> Suite:
     return Suite(name=str(data.get("name", Path(path).stem)), entries=entries, description=data.get("description", ""))
 
 
+_ORPHAN_POLL_S = 2.0
+
+
+def stop_when_orphaned(parent_pid: int) -> None:
+    """Watch (in a daemon thread) for the bench process that started this worker to die
+    without a Ctrl-C (killed, or its terminal closed); then interrupt this run as Ctrl-C would,
+    so it writes its checkpoint and stops instead of training on unseen."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_ORPHAN_POLL_S)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="rlfleet-bench-orphan-watch", daemon=True).start()
+
+
 def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResult:
     """Train one seed (in the calling process) and measure it.
 
@@ -133,6 +152,8 @@ def run_one(entry: BenchEntry, seed: int, runs_root: str, name: str) -> SeedResu
     from rlfleet.runners.minibatch_rl import RunAlreadyFinished
 
     run_dir = run_path(entry.env, entry.algorithm, f"{name}-{entry.label}" if entry.label else name, seed, runs_root)
+    if multiprocessing.parent_process() is not None:  # a pool worker of run_suite
+        stop_when_orphaned(os.getppid())
     if (run_dir / RESULT_FILE).is_file():
         return SeedResult(**json.loads((run_dir / RESULT_FILE).read_text()))
     start = time.perf_counter()
