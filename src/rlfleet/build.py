@@ -217,13 +217,17 @@ def build_experiment(
     if spec.off_policy:  # its seed comes from the agent's generator, after the agent's own draws
         replay_seed = int(torch.randint(2**31, (1,), generator=agent.generator))
         if on_ray:  # Ape-X: the shards hold the replay, the pool is the sampler
-            from rlfleet.distributed.apex import ActorPool, RemoteReplay
+            from rlfleet.distributed.learner import ActorPool, RemoteReplay
 
             replay = RemoteReplay(seed=replay_seed)
             ring = functools.partial(source_ring, config, replay_seed)
             sampler = ActorPool(config, env_spaces, build_experiment, replay, ring)
         else:
             replay = build_replay(config, seed=replay_seed)
+    if on_ray and not spec.off_policy:  # IMPALA: actor workers send their batches to the learner
+        from rlfleet.distributed.learner import ActorPool
+
+        sampler = ActorPool(config, env_spaces, build_experiment, None, None)
     sampler.initialize(agent, seed=config.seed)
     algo = spec.algorithm_class()(config.algo)
     r, s = config.runner, config.sampler
@@ -254,10 +258,10 @@ def build_experiment(
         )
         evaluation = dict(evaluator=evaluator, eval_interval_steps=r.eval_interval_steps)
     if on_ray:
-        from rlfleet.distributed.apex import ApexRunner
+        from rlfleet.distributed.learner import RayLearner
 
         evaluation = evaluation or dict(evaluator=None, eval_interval_steps=0)
-        runner: MinibatchRl = ApexRunner(
+        runner: MinibatchRl = RayLearner(
             algo, agent, sampler, pool=sampler, weight_sync_interval=r.weight_sync_interval, **evaluation, **common
         )
     elif evaluation:

@@ -21,7 +21,7 @@ from rlfleet.utils.imports import import_object
 ActionSpaceKind = Literal["discrete", "box"]
 ON_POLICY_RUNNERS = ("minibatch", "data_parallel")
 OFF_POLICY_RUNNERS = ("minibatch", "async")
-# value-based algorithms also run as Ape-X on Ray (rlfleet.distributed.apex)
+# value-based algorithms also run as Ape-X on Ray (rlfleet.distributed.learner)
 VALUE_BASED_RUNNERS = (*OFF_POLICY_RUNNERS, "ray")
 
 

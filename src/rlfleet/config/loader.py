@@ -245,13 +245,14 @@ def check_ray_runner(config: ExperimentConfig) -> None:
             "set env.normalize_obs=false and env.normalize_reward=false"
         )
     if config.recurrent:
-        raise ConfigError("runner.kind=ray trains feed-forward value-based agents (Ape-X): remove model.core")
+        raise ConfigError("runner.kind=ray trains feed-forward agents (Ape-X, IMPALA): remove model.core")
     if r.n_replay_shards > r.n_actors:
         raise ConfigError(
             f"runner.n_replay_shards={r.n_replay_shards} exceeds runner.n_actors={r.n_actors}: "
             "each shard needs at least one actor writing to it"
         )
-    if config.replay.size // r.n_actors < 2 * config.sampler.batch_T * config.sampler.batch_B:
+    batch = config.sampler.batch_T * config.sampler.batch_B
+    if config.replay is not None and config.replay.size // r.n_actors < 2 * batch:
         raise ConfigError(
             f"replay.size={config.replay.size} leaves each of the {r.n_actors} actors' rings fewer than two "
             f"batches ({config.sampler.batch_T}x{config.sampler.batch_B}): raise replay.size"

@@ -1,11 +1,12 @@
-"""An Ape-X actor worker: a sampler with its envs and a CPU copy of the agent, as a Ray actor.
+"""An actor worker: a sampler with its envs and a CPU copy of the agent, as a Ray actor.
 
-The learner (`rlfleet.distributed.apex`) keeps ``runner.actor_lead_batches`` calls of
+The learner (`rlfleet.distributed.learner`) keeps ``runner.actor_lead_batches`` calls of
 `ActorWorker.sample` queued on each worker. One call: load the newest weights if the learner
-published newer ones, sample one ``[T,B]`` batch, compute the initial priorities of the
-transitions it completes (a prioritized replay), send batch and priorities straight to the
-worker's replay shard, and report the batch's trajectories and timings to the learner. The
-batch itself never passes through the learner.
+published newer ones, sample one ``[T,B]`` batch, and report the batch's trajectories and
+timings to the learner. Ape-X: the worker also computes the initial priorities of the
+transitions the batch completes (a prioritized replay) and sends batch and priorities straight
+to its replay shard, so the batch never passes through the learner. IMPALA: the batch (with the
+behaviour policy's ``dist_info``) comes with the report.
 
 Initial priorities (Ape-X): the worker keeps its own small n-step ring of the latest batches
 (the replay component, uniform) and scores each transition whose n-step window the new batch
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 
 from rlfleet.envs.spaces import EnvSpaces
-from rlfleet.utils.buffers import numpify_buffer
+from rlfleet.samplers.sampler import SamplerBatch
+from rlfleet.utils.buffers import map_buffer, numpify_buffer, torchify_buffer
 
 
 class Published(NamedTuple):
@@ -50,6 +52,8 @@ class ActorReport(NamedTuple):
         sample_seconds: wall time of sampling (env steps and forward passes).
         call_seconds: wall time of the whole call.
         incarnation: the worker process's random id (a new one after a restart).
+        samples: IMPALA: the ``[T,B]`` Samples (numpy); Ape-X: None (they went to the shard).
+        last: IMPALA: the ``[B]`` AgentInputs following the batch; Ape-X: None.
     """
 
     actor: int
@@ -59,6 +63,17 @@ class ActorReport(NamedTuple):
     sample_seconds: float
     call_seconds: float
     incarnation: str
+    samples: Any = None
+    last: Any = None
+
+    def batch(self) -> SamplerBatch | None:
+        """The reported batch as the sampler would hand it to the algorithm (IMPALA), else None."""
+        if self.samples is None:
+            return None
+        samples = map_buffer(np.array, self.samples)  # writable copies of the object store's read-only views
+        return SamplerBatch(
+            samples, torchify_buffer(samples), torchify_buffer(map_buffer(np.array, self.last)), self.traj_infos
+        )
 
 
 @dataclass
@@ -70,12 +85,12 @@ class ActorStart:
             ``build_experiment``, handed in).
         config: the worker's config: the run's with a minibatch runner on the CPU, no
             evaluation or logging, its own seed and a uniform ring just large enough to score
-            two batches' transitions (`rlfleet.distributed.apex.actor_config`).
+            two batches' transitions (`rlfleet.distributed.learner.actor_config`).
         env_spaces: the envs' spaces.
         index: the worker's index ``i`` (its replay source id).
-        epsilons: ``[B]`` fixed epsilons of its env slots (Ape-X).
-        shard: the Ray name of its replay shard (looked up by name, so that a restarted worker
-            rebuilds from plain arguments).
+        epsilons: ``[B]`` fixed epsilons of its env slots (Ape-X), or None (IMPALA).
+        shard: the Ray name of its replay shard (Ape-X; looked up by name, so that a restarted
+            worker rebuilds from plain arguments), or None (IMPALA: batches go to the learner).
         prioritized: whether the shard's rings are prioritized (then the worker scores).
     """
 
@@ -83,8 +98,8 @@ class ActorStart:
     config: Any
     env_spaces: EnvSpaces
     index: int
-    epsilons: np.ndarray
-    shard: str
+    epsilons: np.ndarray | None
+    shard: str | None
     prioritized: bool
 
 
@@ -96,11 +111,12 @@ class ActorWorker:
         import ray
 
         self.start = start
-        self.shard = ray.get_actor(start.shard)
+        self.shard = None if start.shard is None else ray.get_actor(start.shard)
         self.experiment = start.build(start.config, None, start.env_spaces)
         self.agent, self.sampler = self.experiment.agent, self.experiment.sampler
         self.algo, self.ring = self.experiment.algo, self.experiment.replay
-        self.agent.set_fixed_epsilon(torch.as_tensor(start.epsilons, dtype=torch.float32))
+        if start.epsilons is not None:
+            self.agent.set_fixed_epsilon(torch.tensor(start.epsilons, dtype=torch.float32))
         self.incarnation = secrets.token_hex(4)
         self.version = -1
         self.env_steps = 0
@@ -117,21 +133,26 @@ class ActorWorker:
         batch = self.sampler.obtain_samples()
         sample_seconds = time.perf_counter() - call_start
         self.env_steps += self.sampler.batch_size
+        report = dict(
+            actor=self.start.index,
+            env_steps=self.sampler.batch_size,
+            traj_infos=batch.traj_infos,
+            weights_version=self.version,
+            sample_seconds=sample_seconds,
+            incarnation=self.incarnation,
+        )
+        if self.shard is None:  # IMPALA: the batch goes to the learner
+            last = numpify_buffer(batch.last)
+            return ActorReport(
+                **report, call_seconds=time.perf_counter() - call_start, samples=batch.samples, last=last
+            )
         errors = self._score(batch.samples) if self.start.prioritized else None
         if self._pending_add is not None:  # one batch in flight to the shard at a time
             ray.get(self._pending_add)
         self._pending_add = self.shard.add.remote(
             self.start.index, self.incarnation, batch.samples, numpify_buffer(batch.last.observation), errors
         )
-        return ActorReport(
-            self.start.index,
-            self.sampler.batch_size,
-            batch.traj_infos,
-            self.version,
-            sample_seconds,
-            time.perf_counter() - call_start,
-            self.incarnation,
-        )
+        return ActorReport(**report, call_seconds=time.perf_counter() - call_start)
 
     def _score(self, samples: Any) -> np.ndarray:
         """``[T,B]`` errors of the transitions at ``t0 - n + j`` (see the module docstring)."""

@@ -1,5 +1,5 @@
 """Ape-X DQN's declaration (Horgan et al. 2018): DQN trained on Ray by actor workers feeding
-prioritized replay shards (`rlfleet.distributed.apex`)."""
+prioritized replay shards (`rlfleet.distributed.learner`)."""
 
 from __future__ import annotations
 

@@ -59,5 +59,5 @@ SPEC = AlgoSpec(
     default_model=PG_MODELS,
     action_spaces=("discrete", "box"),
     policy="on",
-    runner_kinds=("minibatch",),
+    runner_kinds=("minibatch", "ray"),
 )

@@ -1,10 +1,18 @@
-"""Ape-X on Ray (Horgan et al. 2018): actor workers, replay shards, and this process as the
-learner (``runner.kind=ray`` with a value-based algorithm).
+"""Training on Ray (``runner.kind=ray``): actor workers, replay shards, and this process as the
+learner. Two ways, chosen by the algorithm's declared policy:
 
-Roles and data::
+- off-policy (value-based): Ape-X (Horgan et al. 2018). Workers explore with fixed epsilons,
+  score the transitions they complete and send them to replay shards; the learner samples the
+  shards and sends priorities back.
+- on-policy (``impala``): IMPALA (Espeholt et al. 2018). Workers send their ``[T,B]`` batches,
+  sampled with weights that may lag the learner's, to the learner, which trains on each as it
+  arrives; V-trace corrects for the lag (the behaviour policy's ``dist_info`` travels with the
+  batch).
+
+Roles and data (Ape-X; IMPALA has no shards, its batches come with the reports)::
 
     actor workers (Ray actors, CPU agent copies)   replay shards (Ray actors)      learner (this process)
-    sample [T,B] with fixed epsilons eps_i         MultiSourceReplay: a ring       ApexRunner: MinibatchRlEval's
+    sample [T,B] with fixed epsilons eps_i         MultiSourceReplay: a ring       RayLearner: MinibatchRlEval's
     score the transitions they complete -------->  per actor, prioritized   <----> loop, logging, evaluation,
     (initial priorities)                           by the learner's errors         checkpoints, Ctrl-C
     report trajectories, timings ------------------------------------------------> cum_steps, ReturnAverage
@@ -12,14 +20,15 @@ Roles and data::
 
 - One iteration of the learner: wait for at least one actor report (then take every finished
   one), queue the next call on each of those workers, and run the algorithm's
-  ``optimize_agent`` once per reported batch: ``updates_per_batch`` updates each, drawn from the
-  shards (`RemoteReplay`, one sample request in flight per shard), priorities sent back. Each
-  worker has at most ``runner.actor_lead_batches`` calls queued, so the replay ratio is held
-  (as in the async runner) and the workers never wait for weights.
-- Exploration: the ``N = n_actors * batch_B`` env slots explore with Ape-X's fixed epsilons
-  (`apex_epsilons`); evaluation is the learner's, greedy (``agent.eps_eval``).
+  ``optimize_agent`` once per reported batch (Ape-X: ``updates_per_batch`` updates, drawn from
+  the shards through `RemoteReplay`, one sample request in flight per shard; IMPALA: one update
+  on the batch). Each worker has at most ``runner.actor_lead_batches`` calls queued, so the
+  replay ratio is held (as in the async runner), a behaviour policy lags the learner by at most
+  that many batches plus ``weight_sync_interval`` updates, and workers never wait for weights.
+- Exploration (Ape-X): the ``N = n_actors * batch_B`` env slots explore with Ape-X's fixed
+  epsilons (`apex_epsilons`); evaluation is the learner's, greedy (``agent.eps_eval``).
 - Faults: Ray restarts a dead worker up to ``runner.actor_max_restarts`` times; its queued calls
-  fail, the learner counts the restart (``ActorRestarts``) and queues new calls; the restarted
+  fail, the learner counts the death (``ActorRestarts``) and queues new calls; a restarted Ape-X
   worker continues its ring in the shard after a cut (`MultiSourceReplay`).
 - Checkpoints: the learner (agent, optimizer, counters), and the shards' rings with
   ``runner.save_replay``; a resumed run starts new workers (its envs restart their episodes).
@@ -59,16 +68,18 @@ class ActorsLost(RunFailure):
 
 def actor_config(config: Any, index: int) -> Any:
     """Actor worker ``index``'s config: the run's on a minibatch runner on the CPU, no
-    evaluation, logging or checkpoints, its own seed, and a uniform ring of two batches plus
-    the n-step horizon and frame history (enough to score each batch's transitions)."""
-    s, algo, replay = config.sampler, config.algo, config.replay
-    ring_steps = 2 * s.batch_T + algo.n_step + replay.frame_stack + 2
+    evaluation, logging or checkpoints, its own seed, and (Ape-X) a uniform ring of two
+    batches plus the n-step horizon and frame history (enough to score each batch's transitions)."""
+    s, replay = config.sampler, config.replay
     runner = dataclasses.replace(
         config.runner, kind="minibatch", device="cpu", eval_interval_steps=0, checkpoint_interval_steps=0
     )
     logger = dataclasses.replace(config.logger, console=False, tensorboard=False, wandb=False)
-    ring = dataclasses.replace(replay, kind="uniform", size=ring_steps * s.batch_B)
-    return dataclasses.replace(config, seed=config.seed + 1000 * (index + 1), runner=runner, logger=logger, replay=ring)
+    if replay is not None:  # Ape-X: the ring that scores each batch's transitions
+        ring_steps = 2 * s.batch_T + config.algo.n_step + replay.frame_stack + 2
+        replay = dataclasses.replace(replay, kind="uniform", size=ring_steps * s.batch_B)
+    seed = config.seed + 1000 * (index + 1)
+    return dataclasses.replace(config, seed=seed, runner=runner, logger=logger, replay=replay)
 
 
 def shard_replay(make_ring: Callable[[int], Any], seed: int) -> MultiSourceReplay:
@@ -198,9 +209,9 @@ class ActorPool:
         config: the run's config (``runner.kind=ray``).
         env_spaces: the envs' spaces.
         build: the composition root's ``build_experiment`` (workers build themselves with it).
-        replay: the algorithm's `RemoteReplay`.
+        replay: the algorithm's `RemoteReplay` (Ape-X), or None (IMPALA: no shards).
         make_ring: ``make_ring(source) -> replay``: one actor's ring in a shard (the run's
-            ``replay:`` section, sized ``replay.size / n_actors``).
+            ``replay:`` section, sized ``replay.size / n_actors``), or None.
     """
 
     def __init__(
@@ -208,8 +219,8 @@ class ActorPool:
         config: Any,
         env_spaces: EnvSpaces,
         build: Callable[..., Any],
-        replay: RemoteReplay,
-        make_ring: Callable[[int], Any],
+        replay: RemoteReplay | None,
+        make_ring: Callable[[int], Any] | None,
     ):
         r, s = config.runner, config.sampler
         self.config, self.env_spaces, self.build = config, env_spaces, build
@@ -252,21 +263,22 @@ class ActorPool:
         r = self.config.runner
         cpus = self.n_actors * r.actor_cpus + self.n_shards * r.replay_shard_cpus
         self._ray = connect(r.ray_address, run_root, cpus)
-        run_token = secrets.token_hex(4)
-        names = [f"rlfleet-replay-shard-{run_token}-{k}" for k in range(self.n_shards)]
-        self.shards = [
-            ray.remote(ReplayShard)
-            .options(num_cpus=r.replay_shard_cpus, name=name)
-            .remote(self.make_ring, self.seed + 7 * k)
-            for k, name in enumerate(names)
-        ]
-        self.replay.attach(self.shards)
-        B = self.config.sampler.batch_B
-        epsilons = apex_epsilons(self.n_actors * B, r.actor_epsilon, r.actor_epsilon_alpha)
+        B, apex = self.config.sampler.batch_B, self.replay is not None
+        names: list[str | None] = [None] * self.n_shards
+        if apex:
+            run_token = secrets.token_hex(4)
+            names = [f"rlfleet-replay-shard-{run_token}-{k}" for k in range(self.n_shards)]
+            shard_class = ray.remote(ReplayShard)
+            self.shards = [
+                shard_class.options(num_cpus=r.replay_shard_cpus, name=name).remote(self.make_ring, self.seed + 7 * k)
+                for k, name in enumerate(names)
+            ]
+            self.replay.attach(self.shards)
+        epsilons = apex_epsilons(self.n_actors * B, r.actor_epsilon, r.actor_epsilon_alpha) if apex else None
         worker_class = ray.remote(ActorWorker).options(
             num_cpus=r.actor_cpus, max_restarts=r.actor_max_restarts, max_task_retries=0
         )
-        prioritized = self.config.replay.kind == "prioritized"
+        prioritized = apex and self.config.replay.kind == "prioritized"
         self.workers = [
             worker_class.remote(
                 ActorStart(
@@ -274,7 +286,7 @@ class ActorPool:
                     actor_config(self.config, i),
                     self.env_spaces,
                     i,
-                    epsilons[i * B : (i + 1) * B],
+                    None if epsilons is None else epsilons[i * B : (i + 1) * B],
                     names[i % self.n_shards],
                     prioritized,
                 )
@@ -373,7 +385,7 @@ class ActorPool:
         self._ray = None
 
 
-class ApexRunner(MinibatchRlEval):
+class RayLearner(MinibatchRlEval):
     """`MinibatchRlEval` whose iterations gather the actor workers' batches (see the module
     docstring); logging, evaluation, checkpoints and Ctrl-C are the base class's. Each progress
     row adds per-role throughput: ``Actor<i>StepsPerSecond``, ``WeightLag`` (learner updates
@@ -403,7 +415,7 @@ class ApexRunner(MinibatchRlEval):
         reports = self.pool.collect(self.algo.updates)
         self.cum_steps += self.pool.batch_size
         self.agent.train_mode(self.cum_steps)
-        infos = [self.algo.optimize_agent(self.cum_steps, None) for _ in reports]
+        infos = [self.algo.optimize_agent(self.cum_steps, report.batch()) for report in reports]
         if self.algo.updates - self._published_at >= self.weight_sync_interval:
             self.pool.publish(self.agent.weights(), self.algo.updates)
             self._published_at = self.algo.updates
@@ -416,6 +428,7 @@ class ApexRunner(MinibatchRlEval):
 
     def log_row(self) -> dict[str, float]:
         if self.pool.started:
-            for key, value in {**self.pool.stats(), **self.replay.refresh(self.cum_steps)}.items():
+            shards = self.replay.refresh(self.cum_steps) if self.replay is not None else {}
+            for key, value in {**self.pool.stats(), **shards}.items():
                 self.opt_infos[key] = [value]
         return super().log_row()
