@@ -174,3 +174,28 @@ def test_impala_on_ray_trains_on_the_actors_lagging_batches(tmp_path, ray_env):
     assert lags and max(lags) > 0  # batches sampled with weights older than the learner's
     rhos = [float(r["clipped_rho"]) for r in progress if r.get("clipped_rho")]
     assert rhos and all(rho <= 1.0 for rho in rhos) and min(rhos) < 1.0  # V-trace's truncation at work
+
+
+def test_a3c_workers_push_gradients_the_parameter_server_applies(tmp_path, ray_env):
+    overrides = [
+        "sampler.batch_T=8",
+        "sampler.batch_B=2",
+        "runner.n_steps=1024",
+        "runner.log_interval_steps=256",
+        "runner.eval_interval_steps=0",
+        "logger.tensorboard=false",
+        "logger.console=false",
+    ]
+    run_dir, row = train("a3c", "CartPole-v1", overrides, root=tmp_path)
+    progress = read_progress(run_dir)
+    assert row["CumSteps"] >= 1024
+    assert row["CumUpdates"] == row["CumSteps"] // 16  # one pushed gradient per 8x2 batch
+    assert "GradientStaleness" in progress[-1] and float(progress[-1]["GradientStaleness"]) >= 0
+    state = latest_state(run_dir)  # the server's state, mirrored into the learner's at the checkpoint
+    assert state["algo"]["updates"] == row["CumUpdates"]
+    assert state["algo"]["optimizer"]["steps"] == row["CumUpdates"]
+
+
+def test_a3c_refuses_an_annealed_learning_rate(tmp_path):
+    with pytest.raises(ConfigError, match="constant learning rate"):
+        train("a3c", "CartPole-v1", ["algo.anneal_lr=true"], root=tmp_path)

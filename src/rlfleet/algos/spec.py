@@ -57,6 +57,10 @@ class AlgoSpec:
         replay_defaults: the algorithm's defaults for the ``replay:`` section (off-policy only).
         runner_defaults: the algorithm's defaults for the ``runner:`` section (``apex``:
             ``kind: ray``).
+        ray_mode: how ``runner.kind=ray`` trains it (`rlfleet.distributed.learner`): ``apex``
+            (actors feed replay shards; the default of off-policy algorithms), ``impala``
+            (actors send their batches to the learner; the default of on-policy ones) or
+            ``a3c`` (actors push gradients to a parameter server).
         replay_kinds: ``replay.kind`` values it trains from (off-policy only): transitions
             (uniform, prioritized) or sequences (sequence).
         runner_kinds: ``runner.kind`` values it runs under.
@@ -81,6 +85,7 @@ class AlgoSpec:
     policy: Literal["on", "off"]
     replay_defaults: Mapping[str, Any] = field(default_factory=dict)
     runner_defaults: Mapping[str, Any] = field(default_factory=dict)
+    ray_mode: Literal["apex", "impala", "a3c"] | None = None
     replay_kinds: tuple[str, ...] = ("uniform", "prioritized")
     runner_kinds: tuple[str, ...]
     sampler_kinds: tuple[str, ...] = SAMPLER_KINDS
@@ -90,6 +95,11 @@ class AlgoSpec:
     @property
     def off_policy(self) -> bool:
         return self.policy == "off"
+
+    @property
+    def distributed_mode(self) -> str:
+        """``ray_mode``, else ``apex`` for off-policy and ``impala`` for on-policy algorithms."""
+        return self.ray_mode or ("apex" if self.off_policy else "impala")
 
     def algorithm_class(self) -> type:
         return import_object(self.algorithm, what="algorithm")

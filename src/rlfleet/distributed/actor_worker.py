@@ -6,7 +6,9 @@ published newer ones, sample one ``[T,B]`` batch, and report the batch's traject
 timings to the learner. Ape-X: the worker also computes the initial priorities of the
 transitions the batch completes (a prioritized replay) and sends batch and priorities straight
 to its replay shard, so the batch never passes through the learner. IMPALA: the batch (with the
-behaviour policy's ``dist_info``) comes with the report.
+behaviour policy's ``dist_info``) comes with the report. A3C: the worker takes the newest weights
+from the parameter server, computes A2C's loss on its batch and pushes the loss's gradient to the
+server, which applies it; the report carries the loss terms.
 
 Initial priorities (Ape-X): the worker keeps its own small n-step ring of the latest batches
 (the replay component, uniform) and scores each transition whose n-step window the new batch
@@ -54,6 +56,8 @@ class ActorReport(NamedTuple):
         incarnation: the worker process's random id (a new one after a restart).
         samples: IMPALA: the ``[T,B]`` Samples (numpy); Ape-X: None (they went to the shard).
         last: IMPALA: the ``[B]`` AgentInputs following the batch; Ape-X: None.
+        opt_info: A3C: the loss terms of the pushed gradient (the server's version after the
+            push is ``weights_version``); otherwise None.
     """
 
     actor: int
@@ -65,6 +69,7 @@ class ActorReport(NamedTuple):
     incarnation: str
     samples: Any = None
     last: Any = None
+    opt_info: dict[str, float] | None = None
 
     def batch(self) -> SamplerBatch | None:
         """The reported batch as the sampler would hand it to the algorithm (IMPALA), else None."""
@@ -92,6 +97,8 @@ class ActorStart:
         shard: the Ray name of its replay shard (Ape-X; looked up by name, so that a restarted
             worker rebuilds from plain arguments), or None (IMPALA: batches go to the learner).
         prioritized: whether the shard's rings are prioritized (then the worker scores).
+        server: A3C: the Ray name of the parameter server the worker pulls weights from and
+            pushes its gradients to; None otherwise.
     """
 
     build: Callable[..., Any]
@@ -101,6 +108,7 @@ class ActorStart:
     epsilons: np.ndarray | None
     shard: str | None
     prioritized: bool
+    server: str | None = None
 
 
 class ActorWorker:
@@ -112,6 +120,7 @@ class ActorWorker:
 
         self.start = start
         self.shard = None if start.shard is None else ray.get_actor(start.shard)
+        self.server = None if start.server is None else ray.get_actor(start.server)
         self.experiment = start.build(start.config, None, start.env_spaces)
         self.agent, self.sampler = self.experiment.agent, self.experiment.sampler
         self.algo, self.ring = self.experiment.algo, self.experiment.replay
@@ -126,7 +135,10 @@ class ActorWorker:
         import ray
 
         call_start = time.perf_counter()
-        if published is not None and published.version > self.version:
+        if self.server is not None:  # A3C: the newest weights, straight from the server
+            self.version, model = ray.get(self.server.weights.remote())
+            self.agent.load_weights({"model": model})
+        elif published is not None and published.version > self.version:
             self.agent.load_weights(ray.get(published.ref[0]))
             self.version = published.version
         self.agent.sample_mode(self.env_steps)
@@ -141,6 +153,14 @@ class ActorWorker:
             sample_seconds=sample_seconds,
             incarnation=self.incarnation,
         )
+        if self.server is not None:  # A3C: the gradient goes to the parameter server
+            self.agent.train_mode(self.env_steps)
+            loss, terms = self.algo.loss(self.env_steps, batch)
+            gradient = self.algo.optimizer.flat_gradient(loss)
+            self.version = ray.get(self.server.push.remote(gradient, self.version))
+            opt_info = {"loss": loss.item(), **{key: value.item() for key, value in terms.items()}}
+            report["weights_version"] = self.version
+            return ActorReport(**report, call_seconds=time.perf_counter() - call_start, opt_info=opt_info)
         if self.shard is None:  # IMPALA: the batch goes to the learner
             last = numpify_buffer(batch.last)
             return ActorReport(

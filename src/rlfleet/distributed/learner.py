@@ -39,7 +39,9 @@ Roles and data (Ape-X; IMPALA has no shards, its batches come with the reports):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import secrets
 import time
 from collections import defaultdict
@@ -50,9 +52,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlfleet.algos.registry import get_algorithm
 from rlfleet.distributed.actor_worker import ActorReport, ActorStart, ActorWorker, Published
 from rlfleet.distributed.cluster import RayConnection, connect
 from rlfleet.distributed.exploration import apex_epsilons
+from rlfleet.distributed.parameter_server import ParameterServer
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import RunFailure
 from rlfleet.replays.multi_source import MultiSourceReplay
@@ -60,6 +64,42 @@ from rlfleet.replays.n_step import ReplayBatch
 from rlfleet.runners.minibatch_rl import MinibatchRlEval
 
 _SHARD_STRIDE = 1 << 40  # learner-side index = shard * stride + the shard's own index
+
+
+def _mean_of(infos: list[dict[str, float]]) -> dict[str, float]:
+    """Key-wise means of diagnostics dicts."""
+    merged: dict[str, list[float]] = defaultdict(list)
+    for info in infos:
+        for key, value in info.items():
+            merged[key].append(value)
+    return {key: float(np.mean(values)) for key, values in merged.items()}
+
+
+def _copy_of(module: Any) -> Any:
+    return copy.deepcopy(module)
+
+
+def start_parameter_server(name: str, agent: Any, algo: Any, num_cpus: float) -> Any:
+    """A3C's `ParameterServer` as a named Ray actor holding a copy of the learner's model and
+    its optimizer (the algorithm's options and state) at the learner's update count."""
+    import ray
+
+    c = algo.config
+    server = (
+        ray.remote(ParameterServer)
+        .options(num_cpus=num_cpus, name=name)
+        .remote(
+            functools.partial(_copy_of, copy.deepcopy(agent.model).cpu()),
+            kind=c.optimizer,
+            lr=c.lr,
+            eps=c.optimizer_eps,
+            max_grad_norm=c.max_grad_norm,
+            rmsprop_alpha=c.rmsprop_alpha,
+        )
+    )
+    state = {"model": agent.model.state_dict(), "optimizer": algo.optimizer.state_dict(), "version": algo.updates}
+    ray.get(server.load_state_dict.remote(state))
+    return server
 
 
 class ActorsLost(RunFailure):
@@ -228,8 +268,10 @@ class ActorPool:
         self.n_actors, self.n_shards, self.lead = r.n_actors, r.n_replay_shards, r.actor_lead_batches
         self.actor_batch = s.batch_T * s.batch_B
         self.last_steps = self.actor_batch * self.n_actors
+        self.mode = get_algorithm(config.algorithm).distributed_mode
         self.workers: list[Any] = []
         self.shards: list[Any] = []
+        self.server: Any = None  # A3C's parameter server (a Ray actor)
         self._calls: dict[Any, int] = {}  # pending call ref -> actor index
         self._published: Published | None = None
         self._ray: RayConnection | None = None
@@ -255,9 +297,10 @@ class ActorPool:
     def started(self) -> bool:
         return bool(self.workers)
 
-    def start(self, run_root: Path | None, weights: dict[str, Any], version: int) -> None:
-        """Connect to Ray, start the shards and workers, publish the learner's weights and
-        queue ``actor_lead_batches`` calls on every worker."""
+    def start(self, run_root: Path | None, agent: Any, algo: Any) -> None:
+        """Connect to Ray, start the shards (Ape-X) or the parameter server (A3C, from the
+        learner's model, optimizer state and update count) and the workers, publish the
+        learner's weights and queue ``actor_lead_batches`` calls on every worker."""
         import ray
 
         r = self.config.runner
@@ -274,6 +317,10 @@ class ActorPool:
                 for k, name in enumerate(names)
             ]
             self.replay.attach(self.shards)
+        server = None
+        if self.mode == "a3c":
+            server = f"rlfleet-parameter-server-{secrets.token_hex(4)}"
+            self.server = start_parameter_server(server, agent, algo, r.replay_shard_cpus)
         epsilons = apex_epsilons(self.n_actors * B, r.actor_epsilon, r.actor_epsilon_alpha) if apex else None
         worker_class = ray.remote(ActorWorker).options(
             num_cpus=r.actor_cpus, max_restarts=r.actor_max_restarts, max_task_retries=0
@@ -289,11 +336,12 @@ class ActorPool:
                     None if epsilons is None else epsilons[i * B : (i + 1) * B],
                     names[i % self.n_shards],
                     prioritized,
+                    server,
                 )
             )
             for i in range(self.n_actors)
         ]
-        self.publish(weights, version)
+        self.publish(agent.weights(), algo.updates)
         for i in range(self.n_actors):
             for _ in range(self.lead):
                 self._queue(i)
@@ -340,7 +388,8 @@ class ActorPool:
         for report in reports:
             counters["steps"][report.actor] += report.env_steps
             counters["sample_s"][report.actor] += report.sample_seconds
-            counters["lag"].append(learner_version - report.weights_version)
+            if self.mode != "a3c":  # an A3C worker's version is the server's after its own push
+                counters["lag"].append(learner_version - report.weights_version)
         self.last_steps = sum(r.env_steps for r in reports)
         return reports
 
@@ -353,7 +402,21 @@ class ActorPool:
             out[f"Actor{actor}StepsPerSecond"] = counters["steps"][actor] / wall
         if counters["lag"]:
             out["WeightLag"] = float(np.mean(counters["lag"]))
+        if self.server is not None:
+            import ray
+
+            out["GradientStaleness"] = float(ray.get(self.server.stats.remote())["mean_staleness"])
         return out
+
+    def pull_server_state(self, agent: Any, algo: Any) -> None:
+        """A3C: copy the parameter server's model, optimizer state and update count into the
+        learner's agent and algorithm (before an evaluation or a checkpoint)."""
+        import ray
+
+        state = ray.get(self.server.state_dict.remote())
+        agent.model.load_state_dict(state["model"])
+        algo.optimizer.load_state_dict(state["optimizer"])
+        algo.updates = state["version"]
 
     # ----- state -----
     def state_dict(self) -> dict[str, Any]:
@@ -378,9 +441,9 @@ class ActorPool:
             return
         import ray
 
-        for actor in [*self.workers, *self.shards]:
+        for actor in [*self.workers, *self.shards, *([self.server] if self.server is not None else [])]:
             ray.kill(actor)
-        self.workers, self.shards, self._calls = [], [], {}
+        self.workers, self.shards, self.server, self._calls = [], [], None, {}
         self._ray.close()
         self._ray = None
 
@@ -410,21 +473,31 @@ class RayLearner(MinibatchRlEval):
     def sample_and_optimize(self) -> tuple[list[dict[str, float]], dict[str, float]]:
         if not self.pool.started:
             root = self.run_dir.parent if self.run_dir is not None else None
-            self.pool.start(root, self.agent.weights(), self.algo.updates)
+            self.pool.start(root, self.agent, self.algo)
             self._published_at = self.algo.updates
         reports = self.pool.collect(self.algo.updates)
         self.cum_steps += self.pool.batch_size
         self.agent.train_mode(self.cum_steps)
+        if self.pool.mode == "a3c":  # the workers' gradients were applied by the parameter server
+            infos = [report.opt_info for report in reports]
+            self.algo.updates = max(self.algo.updates, *(report.weights_version for report in reports))
+            self.algo.samples_trained += self.pool.batch_size
+            return [t for report in reports for t in report.traj_infos], _mean_of(infos)
         infos = [self.algo.optimize_agent(self.cum_steps, report.batch()) for report in reports]
         if self.algo.updates - self._published_at >= self.weight_sync_interval:
             self.pool.publish(self.agent.weights(), self.algo.updates)
             self._published_at = self.algo.updates
-        merged: dict[str, list[float]] = defaultdict(list)
-        for info in infos:
-            for key, value in info.items():
-                merged[key].append(value)
-        traj_infos = [t for report in reports for t in report.traj_infos]
-        return traj_infos, {key: float(np.mean(values)) for key, values in merged.items()}
+        return [t for report in reports for t in report.traj_infos], _mean_of(infos)
+
+    def evaluate(self) -> dict[str, float]:
+        if self.pool.mode == "a3c" and self.pool.started:
+            self.pool.pull_server_state(self.agent, self.algo)
+        return super().evaluate()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.pool.mode == "a3c" and self.pool.started:
+            self.pool.pull_server_state(self.agent, self.algo)
+        return super().state_dict()
 
     def log_row(self) -> dict[str, float]:
         if self.pool.started:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.pg.base import PolicyGradientAlgorithm
 from rlfleet.algos.specs.a2c import A2CConfig
@@ -25,7 +27,8 @@ class A2C(PolicyGradientAlgorithm):
             agent.parameters(), c.optimizer, c.lr, c.optimizer_eps, c.max_grad_norm, rmsprop_alpha=c.rmsprop_alpha
         )
 
-    def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
+    def loss(self, env_steps: int, batch: SamplerBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A2C's loss on one ``[T,B]`` batch (0-dim) and its terms (A3C's workers take its gradient)."""
         c, agent, s = self.config, self.agent, batch.torch_samples
         advantage, return_, _ = self.targets(batch)
         if c.normalize_advantage:
@@ -50,14 +53,17 @@ class A2C(PolicyGradientAlgorithm):
         value_loss = (return_ - value).pow(2).mean()
         loss = pi_loss + c.value_coef * value_loss - c.entropy_coef * entropy
 
+        terms = {"pi_loss": pi_loss.detach(), "value_loss": value_loss.detach(), "entropy": entropy.detach()}
+        return loss, terms
+
+    def optimize_agent(self, env_steps: int, batch: SamplerBatch) -> dict[str, float]:
+        loss, terms = self.loss(env_steps, batch)
         grad_norm = self.optimizer.step(loss)
         self.updates += 1
-        self.samples_trained += advantage.numel()
+        self.samples_trained += batch.samples.env.reward.size
         return {
             "loss": loss.item(),
-            "pi_loss": pi_loss.item(),
-            "value_loss": value_loss.item(),
-            "entropy": entropy.item(),
+            **{key: value.item() for key, value in terms.items()},
             "grad_norm": grad_norm.item(),
             "lr": self.optimizer.lr,
         }
