@@ -187,6 +187,16 @@ def build_sampler(config: ExperimentConfig, env_spaces: EnvSpaces, obs_norm, rew
     return Sampler(SerialStepper(env_factory, s.batch_B, discount=gamma), s.batch_T, obs_norm, reward_norm)
 
 
+def build_agent(config: ExperimentConfig, env_spaces: EnvSpaces) -> Agent:
+    """The algorithm's agent on ``runner.device``, initialised on ``env_spaces`` (the agent of a
+    central inference server)."""
+    spec = get_algorithm(config.algorithm)
+    agent_class = spec.agent_class(env_spaces.action_kind, recurrent=config.recurrent)
+    agent = agent_class(model_factory(config, spec, env_spaces), config.agent, device=config.runner.device)
+    agent.initialize(env_spaces, seed=config.seed)
+    return agent
+
+
 def build_experiment(
     config: ExperimentConfig, run_dir: Path | None = None, env_spaces: EnvSpaces | None = None
 ) -> Experiment:
@@ -210,9 +220,7 @@ def build_experiment(
     on_ray = config.runner.kind == "ray"
     sampler = None if on_ray else build_sampler(config, env_spaces, obs_norm, reward_norm)
 
-    agent_class = spec.agent_class(env_spaces.action_kind, recurrent=config.recurrent)
-    agent = agent_class(model_factory(config, spec, env_spaces), config.agent, device=config.runner.device)
-    agent.initialize(env_spaces, seed=config.seed)
+    agent = build_agent(config, env_spaces)
     replay = None
     if spec.off_policy:  # its seed comes from the agent's generator, after the agent's own draws
         replay_seed = int(torch.randint(2**31, (1,), generator=agent.generator))
@@ -224,10 +232,12 @@ def build_experiment(
             sampler = ActorPool(config, env_spaces, build_experiment, replay, ring)
         else:
             replay = build_replay(config, seed=replay_seed)
-    if on_ray and not spec.off_policy:  # IMPALA: actor workers send their batches to the learner
+    if on_ray and not spec.off_policy:  # IMPALA, A3C: actor workers send batches or gradients
         from rlfleet.distributed.learner import ActorPool
 
-        sampler = ActorPool(config, env_spaces, build_experiment, None, None)
+        sampler = ActorPool(
+            config, env_spaces, build_experiment, None, None, make_agent=build_agent, make_sampler=build_sampler
+        )
     sampler.initialize(agent, seed=config.seed)
     algo = spec.algorithm_class()(config.algo)
     r, s = config.runner, config.sampler

@@ -236,9 +236,14 @@ def check_moved_keys(algo: Any) -> None:
                 raise ConfigError(f"config key 'algo.{key}' moved to {MOVED_TO_REPLAY[key]}")
 
 
-def check_ray_runner(config: ExperimentConfig) -> None:
-    """What ``runner.kind=ray`` (Ape-X) cannot do yet, and Ray's presence."""
+def check_ray_runner(spec: AlgoSpec, config: ExperimentConfig) -> None:
+    """What ``runner.kind=ray`` cannot do yet, and Ray's presence."""
     r = config.runner
+    if r.inference == "central" and spec.distributed_mode != "impala":
+        raise ConfigError(
+            f"runner.inference=central (SEED-style) serves IMPALA's actor workers; {spec.name} trains as "
+            f"{spec.distributed_mode} on Ray: use runner.inference=actor"
+        )
     if config.env.normalize_obs or config.env.normalize_reward:
         raise ConfigError(
             "runner.kind=ray keeps no shared normaliser statistics across actor workers: "
@@ -276,7 +281,7 @@ def check_capabilities(spec: AlgoSpec, config: ExperimentConfig, env_spaces: Any
             f"{spec.policy}-policy: use runner.kind {' or '.join(spec.runner_kinds)}"
         )
     if kind == "ray":
-        check_ray_runner(config)
+        check_ray_runner(spec, config)
     if config.sampler.kind not in spec.sampler_kinds:
         raise ConfigError(
             f"sampler.kind={config.sampler.kind} does not run {spec.name}; "

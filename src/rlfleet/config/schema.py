@@ -160,6 +160,12 @@ class RunnerConfig:
             ``N = n_actors * batch_B`` explores with ``actor_epsilon^(1 + alpha * i / (N - 1))``
             for the whole run (in place of ``agent.eps_*``'s schedule).
         actor_epsilon_alpha: ``ray``, value-based: that schedule's alpha.
+        inference: ``ray``, ``impala``: ``actor`` (each actor worker acts with its own copy of the
+            agent) or ``central`` (SEED-style: workers hold no model and send every step's
+            observations to one inference server, which batches them; see
+            ``rlfleet/distributed/inference.py``).
+        inference_wait_ms: ``central``: the longest a request waits for the other workers'
+            before the server runs the batch it has.
     """
 
     kind: RunnerKind = "minibatch"
@@ -187,6 +193,8 @@ class RunnerConfig:
     actor_max_restarts: NonNegInt = 10
     actor_epsilon: Probability = 0.4
     actor_epsilon_alpha: NonNegative = 7.0
+    inference: Literal["actor", "central"] = "actor"
+    inference_wait_ms: Positive = 5.0
 
 
 ReplayKind = Literal["uniform", "prioritized", "sequence"]

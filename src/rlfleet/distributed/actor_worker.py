@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from rlfleet.distributed.inference import RemoteAgent
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.samplers.sampler import SamplerBatch
 from rlfleet.utils.buffers import map_buffer, numpify_buffer, torchify_buffer
@@ -99,6 +100,9 @@ class ActorStart:
         prioritized: whether the shard's rings are prioritized (then the worker scores).
         server: A3C: the Ray name of the parameter server the worker pulls weights from and
             pushes its gradients to; None otherwise.
+        inference: central inference (IMPALA): the Ray name of the inference server that acts
+            for the worker, which then builds only its sampler (``build_sampler``) and no model.
+        build_sampler: with ``inference``, the composition root's ``build_sampler``.
     """
 
     build: Callable[..., Any]
@@ -109,6 +113,8 @@ class ActorStart:
     shard: str | None
     prioritized: bool
     server: str | None = None
+    inference: str | None = None
+    build_sampler: Callable[..., Any] | None = None
 
 
 class ActorWorker:
@@ -121,9 +127,16 @@ class ActorWorker:
         self.start = start
         self.shard = None if start.shard is None else ray.get_actor(start.shard)
         self.server = None if start.server is None else ray.get_actor(start.server)
-        self.experiment = start.build(start.config, None, start.env_spaces)
-        self.agent, self.sampler = self.experiment.agent, self.experiment.sampler
-        self.algo, self.ring = self.experiment.algo, self.experiment.replay
+        self.experiment: Any = None
+        if start.inference is not None:  # SEED-style: envs here, the model on the inference server
+            self.agent = RemoteAgent(ray.get_actor(start.inference), start.env_spaces)
+            self.sampler = start.build_sampler(start.config, start.env_spaces, None, None)
+            self.sampler.initialize(self.agent, seed=start.config.seed)
+            self.algo, self.ring = None, None
+        else:
+            self.experiment = start.build(start.config, None, start.env_spaces)
+            self.agent, self.sampler = self.experiment.agent, self.experiment.sampler
+            self.algo, self.ring = self.experiment.algo, self.experiment.replay
         if start.epsilons is not None:
             self.agent.set_fixed_epsilon(torch.tensor(start.epsilons, dtype=torch.float32))
         self.incarnation = secrets.token_hex(4)
@@ -138,12 +151,14 @@ class ActorWorker:
         if self.server is not None:  # A3C: the newest weights, straight from the server
             self.version, model = ray.get(self.server.weights.remote())
             self.agent.load_weights({"model": model})
-        elif published is not None and published.version > self.version:
+        elif self.start.inference is None and published is not None and published.version > self.version:
             self.agent.load_weights(ray.get(published.ref[0]))
             self.version = published.version
         self.agent.sample_mode(self.env_steps)
         batch = self.sampler.obtain_samples()
         sample_seconds = time.perf_counter() - call_start
+        if self.start.inference is not None:
+            self.version = self.agent.version  # the server's weights at this batch's last step
         self.env_steps += self.sampler.batch_size
         report = dict(
             actor=self.start.index,
@@ -191,6 +206,11 @@ class ActorWorker:
             self.agent.sample_mode(self.env_steps)
         return errors
 
+    def model_parameters(self) -> int:
+        """Parameters of every torch module this worker holds (its agent's and algorithm's)."""
+        modules = [v for obj in (self, self.agent, self.algo) if obj is not None for v in vars(obj).values()]
+        return sum(p.numel() for m in modules if isinstance(m, torch.nn.Module) for p in m.parameters())
+
     def node_id(self) -> str:
         """The Ray node this worker runs on."""
         import ray
@@ -207,4 +227,7 @@ class ActorWorker:
             import ray
 
             ray.get(self._pending_add)
-        self.experiment.close()
+        if self.experiment is not None:
+            self.experiment.close()
+        else:
+            self.sampler.close()

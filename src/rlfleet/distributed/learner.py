@@ -56,6 +56,7 @@ from rlfleet.algos.registry import get_algorithm
 from rlfleet.distributed.actor_worker import ActorReport, ActorStart, ActorWorker, Published
 from rlfleet.distributed.cluster import RayConnection, connect
 from rlfleet.distributed.exploration import apex_epsilons
+from rlfleet.distributed.inference import InferenceServer
 from rlfleet.distributed.parameter_server import ParameterServer
 from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import RunFailure
@@ -252,6 +253,9 @@ class ActorPool:
         replay: the algorithm's `RemoteReplay` (Ape-X), or None (IMPALA: no shards).
         make_ring: ``make_ring(source) -> replay``: one actor's ring in a shard (the run's
             ``replay:`` section, sized ``replay.size / n_actors``), or None.
+        make_agent, make_sampler: the composition root's ``build_agent(config, env_spaces)`` and
+            ``build_sampler(config, env_spaces, obs_norm, reward_norm)``, for central inference:
+            the server builds its agent and each worker only its sampler.
     """
 
     def __init__(
@@ -261,6 +265,8 @@ class ActorPool:
         build: Callable[..., Any],
         replay: RemoteReplay | None,
         make_ring: Callable[[int], Any] | None,
+        make_agent: Callable[..., Any] | None = None,
+        make_sampler: Callable[..., Any] | None = None,
     ):
         r, s = config.runner, config.sampler
         self.config, self.env_spaces, self.build = config, env_spaces, build
@@ -269,6 +275,8 @@ class ActorPool:
         self.actor_batch = s.batch_T * s.batch_B
         self.last_steps = self.actor_batch * self.n_actors
         self.mode = get_algorithm(config.algorithm).distributed_mode
+        self.make_agent, self.make_sampler = make_agent, make_sampler
+        self.inference: Any = None  # the central inference server (a Ray actor)
         self.workers: list[Any] = []
         self.shards: list[Any] = []
         self.server: Any = None  # A3C's parameter server (a Ray actor)
@@ -321,6 +329,15 @@ class ActorPool:
         if self.mode == "a3c":
             server = f"rlfleet-parameter-server-{secrets.token_hex(4)}"
             self.server = start_parameter_server(server, agent, algo, r.replay_shard_cpus)
+        inference = None
+        if r.inference == "central":
+            inference = f"rlfleet-inference-{secrets.token_hex(4)}"
+            make_agent = functools.partial(self.make_agent, self.config, self.env_spaces)
+            self.inference = (
+                ray.remote(InferenceServer)
+                .options(name=inference, num_cpus=r.replay_shard_cpus)
+                .remote(make_agent, self.n_actors, r.inference_wait_ms / 1000)
+            )
         epsilons = apex_epsilons(self.n_actors * B, r.actor_epsilon, r.actor_epsilon_alpha) if apex else None
         worker_class = ray.remote(ActorWorker).options(
             num_cpus=r.actor_cpus, max_restarts=r.actor_max_restarts, max_task_retries=0
@@ -337,6 +354,8 @@ class ActorPool:
                     names[i % self.n_shards],
                     prioritized,
                     server,
+                    inference,
+                    self.make_sampler if inference is not None else None,
                 )
             )
             for i in range(self.n_actors)
@@ -354,6 +373,8 @@ class ActorPool:
         import ray
 
         self._published = Published(version, [ray.put(weights)])
+        if self.inference is not None:  # the server acts for the workers: it takes the weights
+            self.inference.load_weights.remote(version, self._published.ref[0])
 
     def collect(self, learner_version: int) -> list[ActorReport]:
         """Wait for one finished call, take every other finished one, and queue a new call on
@@ -402,6 +423,10 @@ class ActorPool:
             out[f"Actor{actor}StepsPerSecond"] = counters["steps"][actor] / wall
         if counters["lag"]:
             out["WeightLag"] = float(np.mean(counters["lag"]))
+        if self.inference is not None:
+            import ray
+
+            out.update(ray.get(self.inference.stats.remote()))
         if self.server is not None:
             import ray
 
@@ -426,6 +451,12 @@ class ActorPool:
     def load_state_dict(self, state: dict[str, Any]) -> bool:
         return False
 
+    def actor_parameters(self) -> list[int]:
+        """Model parameters each actor worker holds (0 for every worker under central inference)."""
+        import ray
+
+        return ray.get([w.model_parameters.remote() for w in self.workers])
+
     def node_ids(self) -> dict[str, list[str]]:
         """The Ray nodes the workers and shards run on (for tests and the console)."""
         import ray
@@ -441,9 +472,10 @@ class ActorPool:
             return
         import ray
 
-        for actor in [*self.workers, *self.shards, *([self.server] if self.server is not None else [])]:
+        servers = [actor for actor in (self.server, self.inference) if actor is not None]
+        for actor in [*self.workers, *self.shards, *servers]:
             ray.kill(actor)
-        self.workers, self.shards, self.server, self._calls = [], [], None, {}
+        self.workers, self.shards, self.server, self.inference, self._calls = [], [], None, None, {}
         self._ray.close()
         self._ray = None
 
