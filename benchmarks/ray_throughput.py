@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 COMMON = [
     "sampler.batch_T=64",
     "sampler.batch_B=4",
@@ -41,14 +39,20 @@ CASES = {
 }
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of ``process`` and all its descendants."""
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
+def tree_rss(root: int) -> int:
+    """Resident bytes of process ``root`` and all its descendants (from ``ps``)."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True).stdout
+    rows = [tuple(int(x) for x in line.split()) for line in out.splitlines() if line.strip()]
+    children: dict[int, list[int]] = {}
+    rss = {}
+    for pid, ppid, kb in rows:
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = kb
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0) * 1024
+        stack += children.get(pid, [])
     return total
 
 
@@ -57,12 +61,9 @@ def run_case(algorithm: str, overrides: list[str], steps: int, root: Path) -> tu
     cmd = [sys.executable, "-m", "rlfleet", "train", algorithm, "-e", "CartPole-v1", "--runs-dir", str(root)]
     cmd += ["--name", "tp", *COMMON, *overrides, f"runner.n_steps={steps}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    handle, peak = psutil.Process(proc.pid), 0
+    peak = 0
     while proc.poll() is None:
-        try:
-            peak = max(peak, tree_rss(handle))
-        except psutil.Error:
-            pass
+        peak = max(peak, tree_rss(proc.pid))
         time.sleep(0.2)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read()[-2000:]}")
