@@ -203,7 +203,6 @@ class ActorWorker:
             b = np.tile(np.arange(ring.B), int(scored.sum()))
             self.agent.train_mode(self.env_steps)
             errors[scored] = self.algo.priorities(ring.samples_at(t, b)).double().numpy().reshape(-1, ring.B)
-            self.agent.sample_mode(self.env_steps)
         return errors
 
     def model_parameters(self) -> int:
