@@ -110,3 +110,83 @@ def test_uniform_sources_share_draws_by_size():
     # observations are t in both sources; only source 1 (3/4 of the draws) has t in 11..29 (19 of its 30)
     share_above = (batch.samples.agent_inputs.observation.numpy()[:, 0] >= 11).mean()
     assert share_above == pytest.approx(0.75 * 19 / 30, abs=0.02)
+
+
+# ----- distributed R2D2: sequence rings in a shard -----
+
+
+def sequence_ring(source, alpha=1.0):
+    from rlfleet.replays.sequence import SequenceReplayBuffer
+
+    return SequenceReplayBuffer(
+        100,
+        1,
+        sequence_length=4,
+        overlap=2,
+        burn_in=2,
+        n_step=1,
+        gamma=0.5,
+        alpha=alpha,
+        eps=0.0,
+        beta=lambda steps: 0.5,
+        seed=source,
+    )
+
+
+def test_a_sequence_batch_comes_from_one_source_by_priority_mass_with_the_shards_weights():
+    from test_sequence_replay import make_samples
+
+    shard = MultiSourceReplay(sequence_ring, seed=2)
+    shard.add(0, "a", make_samples(0, 15, 1), np.zeros((1, 1), np.float32))
+    shard.add(1, "b", make_samples(0, 15, 1), np.zeros((1, 1), np.float32))
+    first, last = shard.sources[1].live_windows()  # windows of W = 7 steps every 2: k = 0..4
+    assert (first, last) == (0, 4)
+    ring1 = shard.sources[1]
+    ring1.update_priorities(ring1._leaves(np.arange(5)), np.full(5, 3.0))  # mass 15 against 5
+    capacity = ring1.tree.capacity
+    draws = [shard.sample_batch(4, env_steps=0) for _ in range(2000)]
+    sources = np.array([np.unique(d.indices // capacity) for d in draws])
+    assert sources.shape == (2000, 1)  # one source per batch
+    assert (sources == 1).mean() == pytest.approx(0.75, abs=0.03)
+    # P(i) = p_i / 20 over M = 10 windows, smallest priority 1: w = (10 P)^-0.5 / (10 / 20)^-0.5
+    batch = next(d for d in draws if d.indices[0] // capacity == 1)
+    np.testing.assert_allclose(batch.weights.numpy(), (10 * 3 / 20) ** -0.5 / (10 / 20) ** -0.5, rtol=1e-6)
+    assert batch.samples.samples.agent_inputs.observation.shape == (7, 4, 1)
+    # per-step errors [L, N] reach the ring as sequence priorities (eta 0.9 of the max + 0.1 of the mean)
+    errors = np.zeros((4, 4))
+    errors[1] = 8.0
+    shard.update_priorities(batch.indices, errors)
+    np.testing.assert_allclose(ring1.tree.get(batch.indices % capacity), 0.9 * 8.0 + 0.1 * 2.0)
+
+
+def test_uniform_sequence_sources_are_drawn_by_their_sampleable_windows():
+    from test_sequence_replay import make_samples
+
+    shard = MultiSourceReplay(lambda source: sequence_ring(source, alpha=0.0), seed=4)
+    shard.add(0, "a", make_samples(0, 9, 1), np.zeros((1, 1), np.float32))  # windows k = 0, 1
+    shard.add(1, "b", make_samples(0, 19, 1), np.zeros((1, 1), np.float32))  # windows k = 0..6
+    draws = [shard.sample_batch(1, 0).samples.samples.agent_inputs.observation for _ in range(4000)]
+    first_steps = [observation[0, 0, 0].item() for observation in draws]
+    # both sources' observations are t; only source 1 (7 of the 9 windows) starts windows at t >= 4
+    assert np.mean(np.array(first_steps) >= 4) == pytest.approx(5 / 9, abs=0.03)
+    assert shard.sample_batch(8, 0).indices is None
+
+
+def test_a_restarted_sources_sequences_zero_the_state_at_the_cut():
+    from test_sequence_replay import make_samples
+
+    shard = MultiSourceReplay(lambda source: sequence_ring(source, alpha=0.0), seed=0)
+    shard.add(0, "first", make_samples(0, 6, 1), np.array([[77.0]], np.float32))
+    shard.add(0, "second", make_samples(500, 6, 1), np.array([[88.0]], np.float32))
+    ring = shard.sources[0]
+    assert ring.buffer.truncated[5, 0] and ring.final_observation[5] == pytest.approx([77.0])
+    batch = ring.sequences_at(np.array([1]), np.array([0]))  # window k = 1: steps 2..8, trained 4..7
+    samples = batch.samples
+    # the step after the cut (t = 6, window step 4) starts an episode: the core zeroes the state there
+    assert samples.episode_start[:, 0].tolist() == [False, False, False, False, True, False, False]
+    # trained step t = 5 ends at the cut: its 1-step target bootstraps from the final observation
+    # 77 in a truncation column, not from the restarted stream's 500
+    assert samples.agent_inputs.observation.shape[1] == 1 + 1
+    assert (batch.bootstrap_t[1, 0].item(), batch.bootstrap_b[1, 0].item()) == (4, 1)
+    assert samples.agent_inputs.observation[4, 1, 0].item() == 77.0
+    assert samples.agent_inputs.observation[4, 0, 0].item() == 500.0

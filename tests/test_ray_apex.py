@@ -1,5 +1,6 @@
-"""Ape-X and IMPALA on Ray (``runner.kind=ray``): a local run with its per-role columns, a simulated
-two-node cluster, an actor killed mid-run, Ctrl-C then ``--resume``, and the config's refusals.
+"""Ape-X, R2D2, IMPALA and A3C on Ray (``runner.kind=ray``): a local run with its per-role columns,
+a simulated two-node cluster, an actor killed mid-run, Ctrl-C then ``--resume``, sequence shards
+holding the actors' recurrent states, and the config's refusals.
 
 Each test starts its own Ray (about 4 s and 0.5 GB on an idle 2-core machine) and shuts it down.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -115,6 +117,48 @@ def test_a_killed_actor_is_restarted_by_ray_and_the_run_completes(tmp_path, ray_
     assert pool.incarnations[1] == before.get(1, pool.incarnations[1])  # actor 1 ran on untouched
 
 
+# R2D2 on CartPoleNoVel: two actors of 2 envs x 20 steps, sequences of 4 burn-in + 8 trained +
+# 5 bootstrap steps, one update of 8 sequences per 64 sampled steps.
+R2D2_TINY = [
+    "runner.kind=ray",
+    "sampler.batch_T=20",
+    "sampler.batch_B=2",
+    "model.hidden_sizes=[32]",
+    "model.core_size=16",
+    "algo.batch_size=8",
+    "algo.replay_ratio=1",
+    "algo.learning_starts=200",
+    "replay.size=4000",
+    "replay.sequence_length=8",
+    "replay.sequence_overlap=4",
+    "replay.burn_in=4",
+    "runner.weight_sync_interval=2",
+    "runner.log_interval_steps=200",
+    "runner.eval_interval_steps=0",
+    "logger.tensorboard=false",
+    "logger.console=false",
+]
+
+
+def test_r2d2_trains_on_sequence_shards_holding_the_actors_recurrent_states(tmp_path, ray_env):
+    config = validate(resolve("r2d2", "CartPoleNoVel-v1", [*R2D2_TINY, "runner.n_steps=1200"], None, 0))
+    experiment = build_experiment(config)
+    try:
+        row = experiment.runner.train()
+        shard = ray.get(experiment.sampler.shards[0].state_dict.remote())
+    finally:
+        experiment.close()
+    assert row["CumSteps"] >= 1200 and row["CumUpdates"] > 0 and row["ReplaySize"] >= row["CumSteps"]
+    for column in ROLE_COLUMNS:
+        assert column in row, column
+    assert sorted(shard["sources"]) == [0, 1]  # one sequence ring per actor
+    for ring in shard["sources"].values():
+        # the LSTM states the actors acted with came through the object store with their batches
+        assert ring["start_state"].shape == (ring["start_state"].shape[0], 2, 2 * 16)
+        assert np.abs(ring["start_state"]).sum() > 0
+        assert ring["tree"] is not None  # prioritized sequences (R2D2's priorities from the learner)
+
+
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_and_resume_continues(tmp_path):
     import subprocess
@@ -148,6 +192,7 @@ def test_ctrl_c_checkpoints_and_resume_continues(tmp_path):
         (["runner.n_replay_shards=3"], r"runner.n_replay_shards=3 exceeds runner.n_actors=2"),
         (["replay.size=200"], "raise replay.size"),
         (["runner.kind=minibatch"], "apex is off-policy: use runner.kind ray"),
+        (["model.core=lstm"], "apex on runner.kind=ray trains feed-forward agents: remove model.core"),
     ],
 )
 def test_ray_runner_refuses_what_it_cannot_do(tmp_path, overrides, message):

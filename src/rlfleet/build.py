@@ -155,9 +155,9 @@ def build_replay(config: ExperimentConfig, seed: int) -> NStepReplayBuffer | Seq
     return NStepReplayBuffer(r.size, batch_B, **common)
 
 
-def source_ring(config: ExperimentConfig, seed: int, source: int) -> NStepReplayBuffer:
-    """Actor worker ``source``'s ring in an Ape-X replay shard: the ``replay:`` section with
-    ``replay.size / runner.n_actors`` transitions."""
+def source_ring(config: ExperimentConfig, seed: int, source: int) -> NStepReplayBuffer | SequenceReplayBuffer:
+    """Actor worker ``source``'s ring in an Ape-X (or R2D2) replay shard: the ``replay:``
+    section with ``replay.size / runner.n_actors`` env steps."""
     share = dataclasses.replace(config.replay, size=config.replay.size // config.runner.n_actors)
     return build_replay(dataclasses.replace(config, replay=share), seed=seed + source)
 
@@ -227,7 +227,8 @@ def build_experiment(
         if on_ray:  # Ape-X: the shards hold the replay, the pool is the sampler
             from rlfleet.distributed.learner import ActorPool, RemoteReplay
 
-            replay = RemoteReplay(seed=replay_seed)
+            sequence_length = config.replay.sequence_length if config.replay.kind == "sequence" else None
+            replay = RemoteReplay(seed=replay_seed, sequence_length=sequence_length)
             ring = functools.partial(source_ring, config, replay_seed)
             sampler = ActorPool(config, env_spaces, build_experiment, replay, ring)
         else:

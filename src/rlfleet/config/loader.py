@@ -249,8 +249,11 @@ def check_ray_runner(spec: AlgoSpec, config: ExperimentConfig) -> None:
             "runner.kind=ray keeps no shared normaliser statistics across actor workers: "
             "set env.normalize_obs=false and env.normalize_reward=false"
         )
-    if config.recurrent:
-        raise ConfigError("runner.kind=ray trains feed-forward agents (Ape-X, IMPALA): remove model.core")
+    if config.recurrent and (config.replay is None or config.replay.kind != "sequence"):
+        raise ConfigError(
+            f"{spec.name} on runner.kind=ray trains feed-forward agents: remove model.core "
+            "(recurrent agents train on Ray with r2d2 or rdqn, on sequence replay shards)"
+        )
     if r.n_replay_shards > r.n_actors:
         raise ConfigError(
             f"runner.n_replay_shards={r.n_replay_shards} exceeds runner.n_actors={r.n_actors}: "

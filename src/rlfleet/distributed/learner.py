@@ -110,13 +110,18 @@ class ActorsLost(RunFailure):
 def actor_config(config: Any, index: int) -> Any:
     """Actor worker ``index``'s config: the run's on a minibatch runner on the CPU, no
     evaluation, logging or checkpoints, its own seed, and (Ape-X) a uniform ring of two
-    batches plus the n-step horizon and frame history (enough to score each batch's transitions)."""
+    batches plus the n-step horizon and frame history (enough to score each batch's transitions);
+    R2D2's workers score nothing (the shard gives new sequences the largest priority), their
+    algorithm only needs a sequence ring of one window."""
     s, replay = config.sampler, config.replay
     runner = dataclasses.replace(
         config.runner, kind="minibatch", device="cpu", eval_interval_steps=0, checkpoint_interval_steps=0
     )
     logger = dataclasses.replace(config.logger, console=False, tensorboard=False, wandb=False)
-    if replay is not None:  # Ape-X: the ring that scores each batch's transitions
+    if replay is not None and replay.kind == "sequence":  # R2D2: the shard prioritises, no scoring
+        window = replay.burn_in + replay.sequence_length + config.algo.n_step
+        replay = dataclasses.replace(replay, size=(window + replay.frame_stack + 1) * s.batch_B)
+    elif replay is not None:  # Ape-X: the ring that scores each batch's transitions
         ring_steps = 2 * s.batch_T + config.algo.n_step + replay.frame_stack + 2
         replay = dataclasses.replace(replay, kind="uniform", size=ring_steps * s.batch_B)
     seed = config.seed + 1000 * (index + 1)
@@ -169,13 +174,19 @@ class RemoteReplay:
     Shards are sampled in turn, one request in flight per shard (the next batch is on its way
     while the learner trains on this one). Indices carry their shard (`_SHARD_STRIDE`).
 
+    Args:
+        seed: seeds ``rng``.
+        sequence_length: the shards' sequence length ``L`` (R2D2's sequence rings), or None
+            (transition rings); declared as every replay declares it.
+
     Attributes:
         rng: seeds the shards (checkpointed like a local replay's sampling RNG).
         shards: the shards' Ray handles (set by `ActorPool.start`).
     """
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, sequence_length: int | None = None):
         self.rng = np.random.default_rng(seed)
+        self.sequence_length = sequence_length
         self.shards: list[Any] = []
         self._pending: dict[int, Any] = {}
         self._turn = 0
@@ -213,13 +224,15 @@ class RemoteReplay:
         raise ValueError("no replay shard holds sampleable transitions yet")
 
     def update_priorities(self, indices: np.ndarray | None, errors: Any) -> None:
+        """Send the errors of ``indices [N]`` to their shards: ``[N]`` (transitions) or the
+        per-step ``[L, N]`` (sequences)."""
         if indices is None:
             return
         errors = errors.detach().double().cpu().numpy() if isinstance(errors, torch.Tensor) else np.asarray(errors)
         shard_of = indices // _SHARD_STRIDE
         for k in np.unique(shard_of):
             mine = shard_of == k
-            self.shards[int(k)].update_priorities.remote(indices[mine] % _SHARD_STRIDE, errors[mine])
+            self.shards[int(k)].update_priorities.remote(indices[mine] % _SHARD_STRIDE, errors[..., mine])
 
     def diagnostics(self, env_steps: int) -> dict[str, float]:
         return self._diagnostics
@@ -342,7 +355,7 @@ class ActorPool:
         worker_class = ray.remote(ActorWorker).options(
             num_cpus=r.actor_cpus, max_restarts=r.actor_max_restarts, max_task_retries=0
         )
-        prioritized = apex and self.config.replay.kind == "prioritized"
+        prioritized = apex and self.config.replay.kind == "prioritized"  # (R2D2's shards prioritise)
         self.workers = [
             worker_class.remote(
                 ActorStart(

@@ -1,8 +1,8 @@
 """One replay fed by several independent sample streams (Ape-X's replay shard).
 
 Each source (an actor worker) appends ``[T,B]`` batches to its own ring, a replay of the
-``replay:`` section (`NStepReplayBuffer` or `PrioritizedReplayBuffer`), so that n-step windows
-never mix two actors' envs. Sampling treats the rings as one replay:
+``replay:`` section (`NStepReplayBuffer`, `PrioritizedReplayBuffer` or `SequenceReplayBuffer`),
+so that n-step windows and sequences never mix two actors' envs. Sampling treats the rings as one replay:
 
 - uniform: each drawn transition comes from source ``k`` with probability proportional to its
   sampleable transitions, then uniformly within it;
@@ -12,9 +12,16 @@ never mix two actors' envs. Sampling treats the rings as one replay:
   ``w_i = (M P(i))^-beta / max_j (M P(j))^-beta`` use the whole shard's ``M`` (sampleable
   transitions) and smallest priority, as in one `PrioritizedReplayBuffer`.
 
+Sequence rings (`SequenceReplayBuffer`, distributed R2D2): a batch of sequences comes from one
+source, drawn with probability proportional to its priority mass (uniform rings: its sampleable
+windows), and its sequences by that ring's priorities, so that each sequence's marginal
+probability is still ``p_i / sum_j total_j`` and the weights are the shard's as above; the
+batch's truncation columns (`SequenceBatch`) stay those of one ring.
+
 A source that restarts (a new ``incarnation``: its actor was restarted by Ray, or the run was
 resumed) continues its ring after a `NStepReplayBuffer.cut`: its stream's last step is marked
-truncated with the observation that followed it, so no n-step window spans the restart.
+truncated with the observation that followed it, so no n-step window spans the restart (a
+sequence spanning it zeroes the recurrent state there).
 
 Indices handed to the learner are ``source * leaves + leaf`` (``leaves = T_ring * B`` of each
 ring), so priority updates find their ring.
@@ -30,6 +37,7 @@ import torch
 
 from rlfleet.replays.n_step import NStepReplayBuffer, ReplayBatch
 from rlfleet.replays.prioritized import PrioritizedReplayBuffer
+from rlfleet.replays.sequence import SequenceReplayBuffer
 from rlfleet.utils.buffers import concat_buffers
 
 
@@ -42,10 +50,10 @@ class MultiSourceReplay:
         seed: seed of the RNG that spreads draws over the sources (checkpointed).
     """
 
-    def __init__(self, make_replay: Callable[[int], NStepReplayBuffer], seed: int = 0):
+    def __init__(self, make_replay: Callable[[int], NStepReplayBuffer | SequenceReplayBuffer], seed: int = 0):
         self.make_replay = make_replay
         self.rng = np.random.default_rng(seed)
-        self.sources: dict[int, NStepReplayBuffer] = {}
+        self.sources: dict[int, NStepReplayBuffer | SequenceReplayBuffer] = {}
         self.incarnations: dict[int, str] = {}
         self.next_observations: dict[int, Any] = {}  # source -> observations after its newest row [B]
 
@@ -73,14 +81,16 @@ class MultiSourceReplay:
     def __len__(self) -> int:
         return sum(len(r) for r in self.sources.values())
 
-    def _live(self) -> list[tuple[int, NStepReplayBuffer]]:
+    def _live(self) -> list[tuple[int, Any]]:
         return [(k, r) for k, r in sorted(self.sources.items()) if r.can_sample()]
 
     def can_sample(self) -> bool:
         return bool(self._live())
 
     @staticmethod
-    def _sampleable(replay: NStepReplayBuffer) -> int:
+    def _sampleable(replay: NStepReplayBuffer | SequenceReplayBuffer) -> int:
+        if isinstance(replay, SequenceReplayBuffer):
+            return replay.sampleable_sequences()
         first, last = replay.sampleable_rows()
         return (last - first + 1) * replay.B
 
@@ -89,6 +99,8 @@ class MultiSourceReplay:
         live = self._live()
         if not live:
             raise ValueError("no sampleable transitions in the replay shard yet")
+        if isinstance(live[0][1], SequenceReplayBuffer):
+            return self._sample_sequences(live, batch_size, env_steps)
         if isinstance(live[0][1], PrioritizedReplayBuffer):
             return self._sample_prioritized(live, batch_size, env_steps)
         mass = np.array([self._sampleable(r) for _, r in live], np.float64)
@@ -118,18 +130,39 @@ class MultiSourceReplay:
             concat_buffers(parts), torch.as_tensor(weights, dtype=torch.float32), np.concatenate(indices)
         )
 
+    def _sample_sequences(self, live: list, batch_size: int, env_steps: int) -> ReplayBatch:
+        """``batch_size`` sequences of one source (see the module docstring)."""
+        prioritized = live[0][1].prioritized
+        mass = np.array([r.tree.total if prioritized else self._sampleable(r) for _, r in live], np.float64)
+        choice = int(self.rng.choice(len(live), p=mass / mass.sum()))
+        source, replay = live[choice]
+        batch = replay.sample_batch(batch_size, env_steps)
+        if not prioritized:
+            return batch
+        grand_total = mass.sum()
+        probability = replay.tree.get(batch.indices) / grand_total
+        M = sum(self._sampleable(r) for _, r in live)
+        smallest = min(r.tree.min for _, r in live) / grand_total
+        beta = replay.beta(env_steps)
+        weights = (M * probability) ** -beta / (M * smallest) ** -beta
+        indices = source * replay.tree.capacity + batch.indices
+        return ReplayBatch(batch.samples, torch.as_tensor(weights, dtype=torch.float32), indices)
+
     def update_priorities(self, indices: np.ndarray | None, errors: Any) -> None:
-        """Route ``errors [N]`` of ``indices [N]`` (from `sample_batch`) to their sources' rings."""
+        """Route the errors of ``indices [N]`` (from `sample_batch`) to their sources' rings:
+        ``errors [N]`` for transitions, ``[L, N]`` per-step errors for sequences."""
         if indices is None:
             return
         if isinstance(errors, torch.Tensor):
             errors = errors.detach().double().cpu().numpy()
-        indices, errors = np.asarray(indices, np.int64), np.asarray(errors, np.float64).reshape(-1)
+        indices, errors = np.asarray(indices, np.int64), np.asarray(errors, np.float64)
+        if not isinstance(next(iter(self.sources.values())), SequenceReplayBuffer):
+            errors = errors.reshape(-1)
         for source, replay in self.sources.items():
             capacity = replay.tree.capacity
             mine = indices // capacity == source
             if mine.any():
-                replay.update_priorities(indices[mine] % capacity, errors[mine])
+                replay.update_priorities(indices[mine] % capacity, errors[..., mine])
 
     def diagnostics(self, env_steps: int) -> dict[str, float]:
         live = self._live()

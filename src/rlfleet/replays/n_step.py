@@ -37,6 +37,16 @@ def _truncation_finals(samples: Any) -> dict[tuple[int, int], Any]:
     }
 
 
+def truncate_row(buffer: Any, row: int, final_observation: dict[int, Any], next_observation: Any) -> None:
+    """Mark every env's step at ring ``row`` of ``buffer`` (with ``terminated`` and
+    ``truncated [T_ring, B]``) truncated unless it already ended an episode, keeping
+    ``next_observation [B]`` as its final observation under the flat index ``row * B + b``."""
+    B = buffer.truncated.shape[1]
+    for b in np.flatnonzero(~(buffer.terminated[row] | buffer.truncated[row])):
+        buffer.truncated[row, b] = True
+        final_observation[int(row * B + b)] = map_buffer(lambda x, b=b: np.copy(x[b]), next_observation)
+
+
 class WholeObservations:
     """Observations stored as given: ``[T_ring, B, ...]`` (nested observations too).
 
@@ -198,6 +208,8 @@ class NStepReplayBuffer:
         t: absolute time steps recorded by `append`.
     """
 
+    sequence_length: int | None = None  # transitions, not sequences (`SequenceReplayBuffer` declares L)
+
     def __init__(
         self, size: int, batch_B: int, n_step: int = 1, gamma: float = 0.99, seed: int = 0, frame_stack: int = 0
     ):
@@ -255,13 +267,8 @@ class NStepReplayBuffer:
         that followed it) as the final observation to bootstrap from. The next `append` may
         then come from restarted envs (a Ray actor worker restarted or resumed) without any
         n-step window spanning the cut."""
-        if self.t == 0:
-            return
-        row = (self.t - 1) % self.T
-        buf = self.buffer
-        for b in np.flatnonzero(~(buf.terminated[row] | buf.truncated[row])):
-            buf.truncated[row, b] = True
-            self.final_observation[int(row * self.B + b)] = map_buffer(lambda x, b=b: np.copy(x[b]), next_observation)
+        if self.t:
+            truncate_row(self.buffer, (self.t - 1) % self.T, self.final_observation, next_observation)
 
     def __len__(self) -> int:
         return min(self.t, self.T) * self.B

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from rlfleet.agents.base import AgentInputs
-from rlfleet.replays.n_step import ReplayBatch, StackedFrames, WholeObservations, _truncation_finals
+from rlfleet.replays.n_step import ReplayBatch, StackedFrames, WholeObservations, _truncation_finals, truncate_row
 from rlfleet.replays.sum_tree import SumTree
 from rlfleet.utils.buffers import buffer_from_example, map_buffer, torchify_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
@@ -200,6 +200,15 @@ class SequenceReplayBuffer:
             priorities = np.concatenate([np.zeros(len(leaving)), np.full(len(entering), self.max_priority)])
             self.tree.update(np.concatenate([leaving, entering]), priorities)
 
+    def cut(self, next_observation: Any) -> None:
+        """End every env's stored stream at the newest step, as `NStepReplayBuffer.cut` does:
+        unless it already ended an episode, it becomes truncated with ``next_observation [B]``
+        as its final observation, so the next `append` may come from restarted envs (a Ray actor
+        worker restarted or resumed): the step after the cut starts an episode (the core zeroes
+        the state there) and no n-step target reaches across it."""
+        if self.t:
+            truncate_row(self.buffer, (self.t - 1) % self.T, self.final_observation, next_observation)
+
     def _leaves(self, k: np.ndarray) -> np.ndarray:
         """Tree leaves ``[len(k) * B]`` of windows ``k`` of every env."""
         return ((k % self.n_slots)[:, None] * self.B + np.arange(self.B)).reshape(-1)
@@ -214,6 +223,16 @@ class SequenceReplayBuffer:
     def can_sample(self) -> bool:
         first, last = self.live_windows()
         return first <= last
+
+    def sampleable_sequences(self) -> int:
+        """Windows that can be sampled, all envs together."""
+        first, last = self.live_windows()
+        return max(0, last - first + 1) * self.B
+
+    @property
+    def sequence_length(self) -> int:
+        """``L``: the trained steps of a sampled sequence (transition replays declare None)."""
+        return self.L
 
     def __len__(self) -> int:
         return min(self.t, self.T) * self.B

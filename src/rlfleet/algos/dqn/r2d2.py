@@ -28,28 +28,28 @@ import torch.nn.functional as F
 from rlfleet.algos.dqn.dqn import DQN
 from rlfleet.algos.specs.r2d2 import R2D2Config
 from rlfleet.errors import ConfigError
-from rlfleet.replays.sequence import SequenceBatch, SequenceReplayBuffer
+from rlfleet.replays.sequence import SequenceBatch
 
 
 class R2D2(DQN):
-    """Recurrent DQN over a `SequenceReplayBuffer` (``replay.kind=sequence``).
+    """Recurrent DQN over a `SequenceReplayBuffer` (``replay.kind=sequence``; on Ray, over the
+    replay shards' sequence rings through `RemoteReplay`).
 
     ``algo.batch_size`` counts sequences; the replay ratio counts trained steps
     (``batch_size * sequence_length`` per update).
     """
 
     config: R2D2Config
-    replay: SequenceReplayBuffer
 
     def initialize(self, agent, n_steps, batch_T, batch_B, replay=None):
-        if not isinstance(replay, SequenceReplayBuffer):
+        if replay is None or replay.sequence_length is None:
             raise ConfigError("r2d2 and rdqn train on sequences: set replay.kind=sequence")
-        self.replay = replay  # samples_per_update reads it
+        self.replay = replay  # samples_per_update reads its sequence length
         super().initialize(agent, n_steps, batch_T, batch_B, replay)
 
     @property
     def samples_per_update(self) -> int:
-        return self.config.batch_size * self.replay.L
+        return self.config.batch_size * self.replay.sequence_length
 
     def gradient_step(self, batch: SequenceBatch, weights: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         c, agent, device = self.config, self.agent, self.agent.device

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rlfleet.agents.config import DqnAgentConfig
-from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.spec import VALUE_BASED_RUNNERS, AlgoSpec
 from rlfleet.algos.specs.dqn import DQNConfig
 from rlfleet.config.rules import Count, NonNegative, NonNegInt, Positive, Probability
 from rlfleet.errors import ConfigError
@@ -87,7 +87,7 @@ SPEC = AlgoSpec(
     policy="off",
     replay_defaults=SEQUENCE_REPLAY,
     replay_kinds=("sequence",),
-    runner_kinds=OFF_POLICY_RUNNERS,
+    runner_kinds=VALUE_BASED_RUNNERS,
     recurrent_agent=R2D2_AGENT,
     check=check_recurrent_q,
 )
