@@ -306,7 +306,9 @@ def test_config_errors():
         validate(resolve("r2d2", "CartPole-v1", ["model.core=none"]))
     with pytest.raises(ConfigError, match="replay.kind=uniform does not train rdqn"):
         validate(resolve("rdqn", "CartPole-v1", ["replay.kind=uniform"]))
-    with pytest.raises(ConfigError, match="replay.kind=sequence does not train dqn"):
+    with pytest.raises(ConfigError, match="replay.kind=sequence does not train c51"):
+        validate(resolve("c51", "CartPole-v1", ["replay.kind=sequence"]))
+    with pytest.raises(ConfigError, match="dqn trains on replay.kind=sequence only with algo.target=retrace"):
         validate(resolve("dqn", "CartPole-v1", ["replay.kind=sequence"]))
     with pytest.raises(ConfigError, match="sampler.kind=alternating"):
         validate(resolve("r2d2", "CartPole-v1", ["sampler.kind=alternating"]))

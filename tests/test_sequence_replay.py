@@ -18,15 +18,15 @@ from rlfleet.utils.namedarraytuple import namedarraytuple
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-Info = namedarraytuple("Info", ["q", "prev_rnn_state"])
+Info = namedarraytuple("Info", ["q", "action_prob", "prev_rnn_state"])
 GAMMA = 0.5
 
 
 def make_samples(t0, T, B, terminated=(), truncated=(), final=None, state=None):
     """``[T,B]`` samples of time steps ``t0 .. t0+T-1``: observation ``t + 1000 b`` (one float),
-    action ``t % 2``, reward ``t + 1``, prev_rnn_state ``[t + 1000 b, -(t + 1000 b)]`` unless
-    given; ``terminated`` / ``truncated`` list absolute ``(t, b)``; ``final`` maps a truncated
-    ``(t, b)`` to its final observation."""
+    action ``t % 2``, its behaviour probability ``1 / (t + 2)``, reward ``t + 1``,
+    prev_rnn_state ``[t + 1000 b, -(t + 1000 b)]`` unless given; ``terminated`` / ``truncated``
+    list absolute ``(t, b)``; ``final`` maps a truncated ``(t, b)`` to its final observation."""
     t = np.arange(t0, t0 + T)[:, None] + np.zeros((1, B), int)
     b = np.zeros((T, 1), int) + np.arange(B)[None, :]
     ident = (t + 1000 * b).astype(np.float32)
@@ -52,7 +52,11 @@ def make_samples(t0, T, B, terminated=(), truncated=(), final=None, state=None):
         state = np.stack([ident, -ident], axis=-1)
     return Samples(
         agent=AgentSamples(
-            action=action, prev_action=prev_action, agent_info=Info(q=np.zeros((T, B, 2)), prev_rnn_state=state)
+            action=action,
+            prev_action=prev_action,
+            agent_info=Info(
+                q=np.zeros((T, B, 2)), action_prob=(1.0 / (t + 2)).astype(np.float32), prev_rnn_state=state
+            ),
         ),
         env=EnvSamples(
             observation=ident[..., None],

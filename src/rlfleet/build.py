@@ -132,8 +132,9 @@ def model_factory(config: ExperimentConfig, spec: AlgoSpec, env_spaces: EnvSpace
     return build
 
 
-def build_replay(config: ExperimentConfig, seed: int) -> NStepReplayBuffer | SequenceReplayBuffer:
-    """The replay of the ``replay:`` section, with the algorithm's n-step horizon and discount."""
+def build_replay(config: ExperimentConfig, seed: int, recurrent: bool) -> NStepReplayBuffer | SequenceReplayBuffer:
+    """The replay of the ``replay:`` section, with the algorithm's n-step horizon and discount
+    (``recurrent``: the agent's declaration; a sequence replay then keeps its states)."""
     r, algo, batch_B = config.replay, config.algo, config.sampler.batch_B
     common: dict[str, Any] = dict(n_step=algo.n_step, gamma=algo.gamma, seed=seed, frame_stack=r.frame_stack)
     beta = LinearSchedule(r.beta_start, r.beta_end, r.beta_steps or config.runner.n_steps)
@@ -148,6 +149,7 @@ def build_replay(config: ExperimentConfig, seed: int) -> NStepReplayBuffer | Seq
             eps=r.eps,
             beta=beta,
             eta=r.priority_eta,
+            recurrent=recurrent,
             **common,
         )
     if r.kind == "prioritized":
@@ -155,11 +157,13 @@ def build_replay(config: ExperimentConfig, seed: int) -> NStepReplayBuffer | Seq
     return NStepReplayBuffer(r.size, batch_B, **common)
 
 
-def source_ring(config: ExperimentConfig, seed: int, source: int) -> NStepReplayBuffer | SequenceReplayBuffer:
+def source_ring(
+    config: ExperimentConfig, seed: int, recurrent: bool, source: int
+) -> NStepReplayBuffer | SequenceReplayBuffer:
     """Actor worker ``source``'s ring in an Ape-X (or R2D2) replay shard: the ``replay:``
     section with ``replay.size / runner.n_actors`` env steps."""
     share = dataclasses.replace(config.replay, size=config.replay.size // config.runner.n_actors)
-    return build_replay(dataclasses.replace(config, replay=share), seed=seed + source)
+    return build_replay(dataclasses.replace(config, replay=share), seed=seed + source, recurrent=recurrent)
 
 
 def build_sampler(config: ExperimentConfig, env_spaces: EnvSpaces, obs_norm, reward_norm) -> Sampler | AsyncSampler:
@@ -229,10 +233,10 @@ def build_experiment(
 
             sequence_length = config.replay.sequence_length if config.replay.kind == "sequence" else None
             replay = RemoteReplay(seed=replay_seed, sequence_length=sequence_length)
-            ring = functools.partial(source_ring, config, replay_seed)
+            ring = functools.partial(source_ring, config, replay_seed, agent.recurrent)
             sampler = ActorPool(config, env_spaces, build_experiment, replay, ring)
         else:
-            replay = build_replay(config, seed=replay_seed)
+            replay = build_replay(config, seed=replay_seed, recurrent=agent.recurrent)
     if on_ray and not spec.off_policy:  # IMPALA, A3C: actor workers send batches or gradients
         from rlfleet.distributed.learner import ActorPool
 

@@ -15,11 +15,15 @@ from rlfleet.models.noisy import has_noise, reset_noise, set_noise
 from rlfleet.utils.namedarraytuple import namedarraytuple
 from rlfleet.utils.schedules import LinearSchedule
 
-AgentInfo = namedarraytuple("AgentInfo", ["q"])
+AgentInfo = namedarraytuple("AgentInfo", ["q", "action_prob"])
 
 
 class DqnAgent(Agent):
     """Acts epsilon-greedily on ``Q(s, .)``; holds ``target_model`` for bootstrapping.
+
+    Sampling records ``agent_info``: ``q [B, A]`` and ``action_prob [B]``, the probability
+    ``mu(a | s)`` the epsilon-greedy policy gave the action it took (the sequence replay keeps it
+    for off-policy corrections such as Retrace).
 
     Models with noisy layers (``models.noisy``) explore through their noise: it is on while
     sampling and training, off in evaluation, and resampled by the algorithm before every
@@ -72,7 +76,7 @@ class DqnAgent(Agent):
         q = self.q_values(self(observation, prev_action, prev_reward)).cpu()
         self.distribution.epsilon = self.sampling_epsilon()
         action = self.distribution.sample(q, generator=self.rng)
-        return AgentStep(action=action, agent_info=AgentInfo(q=q))
+        return AgentStep(action=action, agent_info=AgentInfo(q=q, action_prob=self.distribution.probability(q, action)))
 
     def sampling_epsilon(self) -> float | torch.Tensor:
         """Epsilon of the current mode: ``eps_eval`` in evaluation, else the env slots' fixed

@@ -11,7 +11,7 @@ from rlfleet.envs.spaces import EnvSpaces
 from rlfleet.errors import ConfigError
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
-R2d2AgentInfo = namedarraytuple("R2d2AgentInfo", ["q", "prev_rnn_state"])
+R2d2AgentInfo = namedarraytuple("R2d2AgentInfo", ["q", "action_prob", "prev_rnn_state"])
 
 
 class R2d2Agent(DqnAgent):
@@ -62,4 +62,7 @@ class R2d2Agent(DqnAgent):
         q = q.cpu()
         self.distribution.epsilon = self.sampling_epsilon()
         action = self.distribution.sample(q, generator=self.rng)
-        return AgentStep(action=action, agent_info=R2d2AgentInfo(q=q, prev_rnn_state=state.cpu()))
+        action_prob = self.distribution.probability(q, action)
+        return AgentStep(
+            action=action, agent_info=R2d2AgentInfo(q=q, action_prob=action_prob, prev_rnn_state=state.cpu())
+        )

@@ -24,3 +24,9 @@ class EpsilonGreedy:
         random_action = randint(self.n, shape, generator, q.device)
         explore = rand(shape, generator, q.device) < self.epsilon
         return torch.where(explore, random_action, greedy)
+
+    def probability(self, q: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``mu(action | s)``: ``(1 - epsilon) [action = argmax_a Q(s, a)] + epsilon / n`` for
+        ``q [..., n]`` and ``action [...]`` (the ties `sample` breaks to the first maximum)."""
+        greedy = (q.argmax(dim=-1) == action).to(q.dtype)
+        return (1.0 - self.epsilon) * greedy + self.epsilon / self.n

@@ -27,10 +27,14 @@ n-step targets of the trained steps stay inside the window and follow the transi
 rules: the return sums rewards up to the first episode end within ``n_step`` steps; after a
 *terminated* step there is no bootstrap (discount 0); after a *truncated* one the bootstrap is
 ``Q`` of the final observation the episode was cut at (kept aside at `append`). That value needs
-the state the episode had reached, so each such step gets an extra *truncation column*: a copy
-of its sequence whose step after the cut holds the final observation (as a continuation: no
-episode start there). ``bootstrap_t, bootstrap_b`` name, for every trained step, the window step
-and column whose ``Q`` bootstraps it.
+the state the episode had reached, so each truncated step from the first trained one to the
+window's last but one gets an extra *truncation column*: a copy of its sequence whose step after
+the cut holds the final observation (as a continuation: no episode start there).
+``bootstrap_t, bootstrap_b`` name, for every trained step, the window step and column whose ``Q``
+bootstraps its n-step target; ``next_column`` names, for every step, the column holding the
+observation that follows it (multi-step recursions such as Retrace, `rlfleet.algos.dqn.retrace`,
+read per-step ``reward``, ``terminated`` and ``truncated`` and the behaviour policy's
+``behaviour_prob`` with it).
 
 Sampling is uniform over the sampleable windows (``alpha = 0``) or proportional to sequence
 priorities ``(p + eps)^alpha`` with ``p = eta * max_t |delta_t| + (1 - eta) * mean_t |delta_t|``
@@ -52,9 +56,12 @@ from rlfleet.replays.sum_tree import SumTree
 from rlfleet.utils.buffers import buffer_from_example, map_buffer, torchify_buffer
 from rlfleet.utils.namedarraytuple import namedarraytuple
 
-SequenceSamples = namedarraytuple("SequenceSamples", ["agent_inputs", "action", "episode_start", "valid"])
+SequenceSamples = namedarraytuple(
+    "SequenceSamples", ["agent_inputs", "action", "behaviour_prob", "episode_start", "valid"]
+)
 _Stored = namedarraytuple(
-    "_SequenceStored", ["action", "reward", "prev_action", "prev_reward", "terminated", "truncated"]
+    "_SequenceStored",
+    ["action", "behaviour_prob", "reward", "prev_action", "prev_reward", "terminated", "truncated"],
 )
 
 
@@ -66,9 +73,11 @@ class SequenceBatch(NamedTuple):
 
     Attributes:
         samples: `SequenceSamples` ``[W, N + K]``: ``agent_inputs`` (observation, prev_action,
-            prev_reward), ``action``, ``episode_start`` (bool: the core zeroes the state before
-            that step) and ``valid`` (bool: False for burn-in steps of an earlier episode and the
-            steps of a truncation column after its final observation).
+            prev_reward), ``action``, ``behaviour_prob`` (``mu(a_t | x_t)``, the probability the
+            acting policy gave its action: ``agent_info.action_prob``), ``episode_start`` (bool:
+            the core zeroes the state before that step) and ``valid`` (bool: False for burn-in
+            steps of an earlier episode and the steps of a truncation column after its final
+            observation).
         start_state: ``[N + K, S]`` the stored state before each window's first step.
         return_: ``[L, N]`` n-step returns of the trained steps ``burn_in .. burn_in + L - 1``.
         discount: ``[L, N]`` ``gamma^m`` for an m-step return that bootstraps, 0 after a
@@ -76,6 +85,12 @@ class SequenceBatch(NamedTuple):
         bootstrap_t: ``[L, N]`` int64, the window step whose Q bootstraps each trained step.
         bootstrap_b: ``[L, N]`` int64, its column (the step's own, or a truncation column).
         burn_in: steps before the trained ones.
+        reward: ``[W, N]`` per-step rewards (multi-step targets such as Retrace's).
+        terminated: ``[W, N]`` bool.
+        truncated: ``[W, N]`` bool.
+        next_column: ``[W, N]`` int64: the column whose step ``t + 1`` holds the observation that
+            follows step ``t`` in its episode: the sequence's own, or the truncation column of a
+            cut at ``t`` (every truncated step from ``burn_in`` to ``W - 2`` has one).
     """
 
     samples: Any
@@ -85,6 +100,10 @@ class SequenceBatch(NamedTuple):
     bootstrap_t: torch.Tensor
     bootstrap_b: torch.Tensor
     burn_in: int
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    next_column: torch.Tensor
 
 
 def sequence_priorities(abs_errors: np.ndarray, eta: float) -> np.ndarray:
@@ -115,6 +134,9 @@ class SequenceReplayBuffer:
         eta: the max/mean mixture of `sequence_priorities`.
         frame_stack: 0 stores observations whole; k > 0 stores one frame per step
             (`StackedFrames`).
+        recurrent: the agent is recurrent: keep the state it acted with at window starts
+            (``agent_info.prev_rnn_state``); False (a feed-forward Q-network trained on
+            sequences, ``algo.target=retrace``) keeps a zero-width state.
 
     Attributes:
         t: absolute time steps recorded by `append`.
@@ -137,6 +159,7 @@ class SequenceReplayBuffer:
         beta: Callable[[int], float] | None = None,
         eta: float = 0.9,
         frame_stack: int = 0,
+        recurrent: bool = True,
     ):
         if not 0 <= overlap < sequence_length:
             raise ValueError(f"overlap must be in [0, sequence_length), got {overlap} and {sequence_length}")
@@ -160,6 +183,7 @@ class SequenceReplayBuffer:
         self.tree = SumTree(self.n_slots * self.B) if self.prioritized else None
         self.max_priority = 1.0
         self.rng = np.random.default_rng(seed)
+        self.recurrent = recurrent
         self.t = 0
         self.buffer: Any = None
         self.start_state: np.ndarray | None = None  # [n_slots, B, S]: prev_rnn_state at window starts
@@ -168,16 +192,26 @@ class SequenceReplayBuffer:
     # ----- writing -----
     def append(self, samples: Any) -> None:
         """Store a ``[T,B]`` sampler batch (numpy Samples whose ``agent.agent_info`` has
-        ``prev_rnn_state [T,B,S]``) at absolute time steps ``t .. t+T-1``; windows that became
-        sampleable get the largest priority, those about to be overwritten 0."""
+        ``action_prob [T,B]`` and, for a recurrent agent, ``prev_rnn_state [T,B,S]``) at absolute
+        time steps ``t .. t+T-1``; windows that became sampleable get the largest priority, those
+        about to be overwritten 0."""
         old_first, old_last = self.live_windows()
-        env, T = samples.env, samples.env.reward.shape[0]
+        env, T, info = samples.env, samples.env.reward.shape[0], samples.agent.agent_info
+        behaviour_prob = info.get("action_prob")
+        if behaviour_prob is None:
+            raise ValueError("the sequence replay needs agent_info.action_prob: the acting policy's action probability")
         stored = _Stored(
-            samples.agent.action, env.reward, samples.agent.prev_action, env.prev_reward, env.terminated, env.truncated
+            samples.agent.action,
+            behaviour_prob,
+            env.reward,
+            samples.agent.prev_action,
+            env.prev_reward,
+            env.terminated,
+            env.truncated,
         )
         if self.buffer is None:
             self.buffer = buffer_from_example(stored[0, 0], (self.T, self.B))
-        state = samples.agent.agent_info.get("prev_rnn_state")
+        state = info.get("prev_rnn_state") if self.recurrent else np.zeros((T, self.B, 0), np.float32)
         if state is None:
             raise ValueError("the sequence replay needs agent_info.prev_rnn_state: a recurrent agent (model.core)")
         if self.start_state is None:
@@ -280,9 +314,14 @@ class SequenceReplayBuffer:
         discount = np.where(end_terminated, 0.0, self.gamma**m)
         bootstrap_t, bootstrap_b = trained[:, None] + m, column.copy()
 
-        # one truncation column per (cut step, sequence) that some trained step bootstraps from
-        cuts = sorted({(int(u), int(c)) for u, c in zip(last[end_truncated], column[end_truncated])})
+        # one truncation column per (cut step, sequence) from the first trained step to W - 2
+        # (every one a trained step's n-step target or a multi-step recursion may bootstrap from)
+        cut_u, cut_c = np.nonzero(truncated[self.burn_in : W - 1])
+        cuts = sorted((int(u) + self.burn_in, int(c)) for u, c in zip(cut_u, cut_c))
         extra = {cut: N + j for j, cut in enumerate(cuts)}
+        next_column = np.broadcast_to(np.arange(N), (W, N)).copy()
+        for (u, c), j in extra.items():
+            next_column[u, c] = j
         for i, c in zip(*np.nonzero(end_truncated)):
             bootstrap_t[i, c], bootstrap_b[i, c] = last[i, c] + 1, extra[(int(last[i, c]), int(c))]
         source = np.concatenate([np.arange(N), np.array([c for _, c in cuts], np.int64)]).astype(np.int64)
@@ -305,7 +344,11 @@ class SequenceReplayBuffer:
             episode_start[u + 1, j] = False
             valid[u + 2 :, j] = False
         samples = SequenceSamples(
-            AgentInputs(observation, prev_action, prev_reward), buf.action[rows, cols], episode_start, valid
+            AgentInputs(observation, prev_action, prev_reward),
+            buf.action[rows, cols],
+            buf.behaviour_prob[rows, cols],
+            episode_start,
+            valid,
         )
         start_state = self.start_state[k[source] % self.n_slots, b_all]
         return SequenceBatch(
@@ -316,6 +359,10 @@ class SequenceReplayBuffer:
             torch.from_numpy(bootstrap_t.astype(np.int64)),
             torch.from_numpy(bootstrap_b.astype(np.int64)),
             self.burn_in,
+            torch.from_numpy(reward.astype(np.float32)),
+            torch.from_numpy(terminated),
+            torch.from_numpy(truncated),
+            torch.from_numpy(next_column),
         )
 
     # ----- priorities -----

@@ -44,12 +44,7 @@ class R2D2(DQN):
     def initialize(self, agent, n_steps, batch_T, batch_B, replay=None):
         if replay is None or replay.sequence_length is None:
             raise ConfigError("r2d2 and rdqn train on sequences: set replay.kind=sequence")
-        self.replay = replay  # samples_per_update reads its sequence length
         super().initialize(agent, n_steps, batch_T, batch_B, replay)
-
-    @property
-    def samples_per_update(self) -> int:
-        return self.config.batch_size * self.replay.sequence_length
 
     def gradient_step(self, batch: SequenceBatch, weights: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         c, agent, device = self.config, self.agent, self.agent.device
@@ -71,12 +66,15 @@ class R2D2(DQN):
         with torch.no_grad():
             target_q, _ = agent.target(*inputs[burn_in:], target_state, episode_start[burn_in:], final_state=False)
 
-        # 3. double-Q n-step targets through the value rescaling h
-        t, b = (batch.bootstrap_t - burn_in).to(device), batch.bootstrap_b.to(device)  # [L, N]
-        selector = q.detach() if c.double else target_q
-        next_action = selector[t, b].argmax(dim=-1, keepdim=True)
-        next_q = target_q[t, b].gather(-1, next_action).squeeze(-1)
-        y = self.bootstrap(batch.return_.to(device), batch.discount.to(device), next_q)
+        # 3. double-Q n-step targets through the value rescaling h (or Retrace returns)
+        if c.target == "retrace":
+            y = self.retrace_target(batch, q.detach(), target_q)
+        else:
+            t, b = (batch.bootstrap_t - burn_in).to(device), batch.bootstrap_b.to(device)  # [L, N]
+            selector = q.detach() if c.double else target_q
+            next_action = selector[t, b].argmax(dim=-1, keepdim=True)
+            next_q = target_q[t, b].gather(-1, next_action).squeeze(-1)
+            y = self.bootstrap(batch.return_.to(device), batch.discount.to(device), next_q)
 
         # 4. loss over the valid trained steps of the N sequences, importance-weighted
         action = samples.action[burn_in : burn_in + L, :N].to(device).long()
