@@ -44,6 +44,16 @@ class CategoricalAgentConfig(DqnAgentConfig):
 
 
 @dataclass
+class ReactorAgentConfig(CategoricalAgentConfig):
+    """Reactor's acting: a draw from the actor's policy ``pi``, mixed with uniform actions at
+    the epsilon of the schedule (``eps_*``; 0 by default: ``pi`` explores by itself); the most
+    probable action of ``pi`` in evaluation. ``v_min``, ``v_max``: the critic's support."""
+
+    eps_start: Probability = 0.0
+    eps_end: Probability = 0.0
+
+
+@dataclass
 class RainbowAgentConfig(CategoricalAgentConfig):
     """Rainbow explores with its noisy layers, so epsilon defaults to 0."""
 

@@ -1,0 +1,1 @@
+"""Reactor (Gruslys et al. 2018): the actor-critic and its distributional Retrace."""
