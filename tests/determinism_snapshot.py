@@ -70,6 +70,16 @@ MEMORY_CORE = [
     "algo.anneal_clip=false",
     "env.normalize_obs=false",
 ]
+# dqn with Retrace targets and reactor: feed-forward networks on short sequences, no burn-in
+FEED_FORWARD_SEQUENCES = [
+    "model.hidden_sizes=[16, 16]",
+    "replay.kind=sequence",
+    "replay.burn_in=0",
+    "replay.sequence_length=4",
+    "replay.sequence_overlap=2",
+    "algo.n_step=2",
+    "algo.batch_size=4",
+]
 DISCRETE_VALUE = ["dqn", "c51", "rainbow", "qrdqn", "iqn", "fqf", "mdqn", "miqn", "sac_discrete"]
 CONTINUOUS = ["ddpg", "td3", "sac", "tac"]
 
@@ -103,6 +113,14 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     ),
     "a2c-CartPoleNoVel-gru": ("a2c", "CartPoleNoVel-v1", [*ON_POLICY, *RECURRENT, "model.core=gru"]),
     **{f"{a}-CartPoleNoVel": (a, "CartPoleNoVel-v1", [*OFF_POLICY, *SEQUENCES]) for a in ("r2d2", "rdqn")},
+    "r2d2-CartPoleNoVel-retrace": ("r2d2", "CartPoleNoVel-v1", [*OFF_POLICY, *SEQUENCES, "algo.target=retrace"]),
+    "dqn-CartPole-retrace": ("dqn", "CartPole-v1", [*OFF_POLICY, *FEED_FORWARD_SEQUENCES, "algo.target=retrace"]),
+    "reactor-CartPole": ("reactor", "CartPole-v1", [*OFF_POLICY, *FEED_FORWARD_SEQUENCES, "model.n_atoms=11"]),
+    "reactor-CartPoleNoVel-lstm": (
+        "reactor",
+        "CartPoleNoVel-v1",
+        [*OFF_POLICY, *SEQUENCES, "model.core=lstm", "model.n_atoms=11"],
+    ),
     # memory cores and network-zoo blocks (model.encoder)
     "ppo-CartPoleNoVel-dnc": (
         "ppo",

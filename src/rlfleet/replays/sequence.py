@@ -394,7 +394,9 @@ class SequenceReplayBuffer:
         return {
             "buffer": self.buffer,
             "observations": self.observations.state_dict(),
-            "start_state": self.start_state,
+            # a tensor: a feed-forward agent's zero-width numpy state pickles as raw bytes, which
+            # the safe checkpoint loader refuses
+            "start_state": None if self.start_state is None else torch.from_numpy(self.start_state),
             "t": self.t,
             "final_observation": self.final_observation,
             "rng": self.rng.bit_generator.state,
@@ -403,7 +405,9 @@ class SequenceReplayBuffer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buffer, self.t, self.start_state = state["buffer"], state["t"], state["start_state"]
+        self.buffer, self.t = state["buffer"], state["t"]
+        start_state = state["start_state"]
+        self.start_state = None if start_state is None else np.array(torch.as_tensor(start_state).numpy(), np.float32)
         self.observations.load_state_dict(state["observations"])
         self.final_observation = state["final_observation"]
         self.rng.bit_generator.state = state["rng"]

@@ -35,6 +35,17 @@ from rlfleet.errors import ConfigError
 from rlfleet.replays.sequence import SequenceBatch
 
 
+def beta_loo_surrogate(
+    pi: torch.Tensor, q: torch.Tensor, action: torch.Tensor, retrace_return: torch.Tensor, beta: torch.Tensor
+) -> torch.Tensor:
+    """The beta-leave-one-out objective ``beta (G - Q(x, a)) pi(a | x) + sum_b Q(x, b) pi(b | x)``
+    ``[...]``, whose gradient (through ``pi [..., A]`` only) is the paper's estimate: ``q [..., A]``,
+    ``retrace_return [...]`` and ``beta [...]`` carry no gradient, ``action [...]`` is the one taken."""
+    pi_taken = pi.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    q_taken = q.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    return beta * (retrace_return - q_taken) * pi_taken + (pi * q).sum(-1)
+
+
 class Reactor(OffPolicyAlgorithm):
     """See the module docstring. ``algo.batch_size`` counts sequences."""
 
@@ -113,10 +124,9 @@ class Reactor(OffPolicyAlgorithm):
             q_taken = q.gather(-1, action.unsqueeze(-1)).squeeze(-1)
             retrace_return = (target * support).sum(-1)  # G_t = E[Y_t]
             mu = samples.behaviour_prob[burn_in : burn_in + L, :N].to(device)
-            beta = (1.0 / mu).clamp(max=c.loo_beta_max)
+            beta = (1.0 / mu).clamp(max=c.loo_beta_max)  # the paper's truncated 1 / mu
         pi_t = pi[:L, :N]
-        pi_taken = pi_t.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        surrogate = beta * (retrace_return - q_taken) * pi_taken + (pi_t * q).sum(-1)
+        surrogate = beta_loo_surrogate(pi_t, q, action, retrace_return, beta)
         entropy = -(pi_t * torch.log(pi_t.clamp(min=1e-8))).sum(-1)
         actor_loss = -(surrogate + c.entropy_coef * entropy)
 
