@@ -259,7 +259,7 @@ def test_async_runner_stores_the_sampler_process_state(tmp_path):
     starts = np.concatenate([np.ones((1, done.shape[1]), bool), done[: t - 1]])  # the first step starts episodes
     n_slots = replay["start_state"].shape[0]
     for k in range(0, (t - 1) // period + 1):
-        norm = np.abs(replay["start_state"][k % n_slots]).sum(-1)  # [B]
+        norm = replay["start_state"][k % n_slots].abs().sum(-1).numpy()  # [B]
         np.testing.assert_array_equal(norm == 0, starts[k * period], err_msg=f"window {k}")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -155,7 +154,7 @@ def test_r2d2_trains_on_sequence_shards_holding_the_actors_recurrent_states(tmp_
     for ring in shard["sources"].values():
         # the LSTM states the actors acted with came through the object store with their batches
         assert ring["start_state"].shape == (ring["start_state"].shape[0], 2, 2 * 16)
-        assert np.abs(ring["start_state"]).sum() > 0
+        assert ring["start_state"].abs().sum() > 0
         assert ring["tree"] is not None  # prioritized sequences (R2D2's priorities from the learner)
 
 

@@ -13,6 +13,15 @@ from rlfleet.replays.n_step import NStepReplayBuffer, ReplaySamples
 from rlfleet.samplers.sampler import SamplerBatch
 
 
+def update_target_network(agent, updates: int, tau: float, interval: int) -> None:
+    """After update number ``updates``: Polyak-average the agent's target network with rate
+    ``tau`` when ``tau < 1``, else copy it every ``interval`` updates."""
+    if tau < 1.0:
+        agent.update_target(tau)
+    elif updates % interval == 0:
+        agent.update_target()
+
+
 class OffPolicyAlgorithm(Algorithm):
     """Runs ``updates_per_batch`` updates of ``gradient_step(samples, weights)`` followed by
     ``after_update()`` after every sampler batch, drawing from the replay it is handed (the

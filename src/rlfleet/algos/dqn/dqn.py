@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from rlfleet.algos.dqn.retrace import sequence_retrace_targets
 from rlfleet.algos.dqn.value_transform import h, h_inverse
-from rlfleet.algos.off_policy import OffPolicyAlgorithm
+from rlfleet.algos.off_policy import OffPolicyAlgorithm, update_target_network
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.specs.dqn import DQNConfig
 from rlfleet.errors import ConfigError
@@ -149,10 +149,7 @@ class DQN(OffPolicyAlgorithm):
 
     def after_update(self) -> None:
         c = self.config
-        if c.target_tau < 1.0:
-            self.agent.update_target(c.target_tau)
-        elif self.updates % c.target_update_interval == 0:
-            self.agent.update_target()
+        update_target_network(self.agent, self.updates, c.target_tau, c.target_update_interval)
 
     def extra_stats(self) -> dict[str, float]:
         return {"epsilon": self.agent.epsilon}

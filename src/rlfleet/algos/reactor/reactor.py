@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from rlfleet.agents.reactor import critic_logits, policy_probabilities
-from rlfleet.algos.off_policy import OffPolicyAlgorithm
+from rlfleet.algos.off_policy import OffPolicyAlgorithm, update_target_network
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.reactor.retrace import categorical_retrace_targets
 from rlfleet.algos.specs.reactor import ReactorConfig
@@ -149,7 +149,4 @@ class Reactor(OffPolicyAlgorithm):
 
     def after_update(self) -> None:
         c = self.config
-        if c.target_tau < 1.0:
-            self.agent.update_target(c.target_tau)
-        elif self.updates % c.target_update_interval == 0:
-            self.agent.update_target()
+        update_target_network(self.agent, self.updates, c.target_tau, c.target_update_interval)
