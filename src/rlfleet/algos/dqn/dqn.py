@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from rlfleet.algos.dqn.retrace import sequence_retrace_targets
+from rlfleet.algos.dqn.unroll import unroll_sequences
 from rlfleet.algos.dqn.value_transform import h, h_inverse
 from rlfleet.algos.off_policy import OffPolicyAlgorithm, update_target_network
 from rlfleet.algos.optimizer import FlatOptimizer
@@ -121,11 +122,10 @@ class DQN(OffPolicyAlgorithm):
         samples, burn_in, device = batch.samples, batch.burn_in, agent.device
         L, N = batch.return_.shape
         agent.reset_noise()
-        inputs = samples.agent_inputs[burn_in:]
-        q = agent.q_values(agent(*inputs))  # [W - burn_in, N + K, A]
+        outputs, target_outputs = unroll_sequences(agent, batch, batch.start_state)
+        q = agent.q_values(outputs)  # [W - burn_in, N + K, A]
         with torch.no_grad():
-            target_q = agent.q_values(agent.target(*inputs))
-            y = self.retrace_target(batch, q.detach(), target_q)
+            y = self.retrace_target(batch, q.detach(), agent.q_values(target_outputs))
         action = samples.action[burn_in : burn_in + L, :N].to(device).long()
         q_taken = q[:L, :N].gather(-1, action.unsqueeze(-1)).squeeze(-1)
         valid = samples.valid[burn_in : burn_in + L, :N].to(device).float()

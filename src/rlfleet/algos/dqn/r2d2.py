@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rlfleet.algos.dqn.dqn import DQN
+from rlfleet.algos.dqn.unroll import unroll_sequences
 from rlfleet.algos.specs.r2d2 import R2D2Config
 from rlfleet.errors import ConfigError
 from rlfleet.replays.sequence import SequenceBatch
@@ -50,21 +51,12 @@ class R2D2(DQN):
         c, agent, device = self.config, self.agent, self.agent.device
         samples, burn_in = batch.samples, batch.burn_in
         L, N = batch.return_.shape
-        inputs, episode_start = samples.agent_inputs, samples.episode_start
         start = batch.start_state if c.stored_state else torch.zeros_like(batch.start_state)
         agent.reset_noise()
 
-        # 1. burn-in: warm both networks' state up without gradient
-        online_state = target_state = start
-        if burn_in:
-            with torch.no_grad():
-                _, online_state = agent(*inputs[:burn_in], start, episode_start[:burn_in])
-                _, target_state = agent.target(*inputs[:burn_in], start, episode_start[:burn_in])
-
-        # 2. unroll the trained steps and the bootstrap tail: [W - burn_in, N + K, A]
-        q, _ = agent(*inputs[burn_in:], online_state, episode_start[burn_in:], final_state=False)
-        with torch.no_grad():
-            target_q, _ = agent.target(*inputs[burn_in:], target_state, episode_start[burn_in:], final_state=False)
+        # 1-2. burn both networks in without gradient, then unroll the trained steps and the
+        # bootstrap tail: [W - burn_in, N + K, A]
+        q, target_q = unroll_sequences(agent, batch, start)
 
         # 3. double-Q n-step targets through the value rescaling h (or Retrace returns)
         if c.target == "retrace":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from rlfleet.agents.reactor import critic_logits, policy_probabilities
+from rlfleet.algos.dqn.unroll import unroll_sequences
 from rlfleet.algos.off_policy import OffPolicyAlgorithm, update_target_network
 from rlfleet.algos.optimizer import FlatOptimizer
 from rlfleet.algos.reactor.retrace import categorical_retrace_targets
@@ -64,24 +65,6 @@ class Reactor(OffPolicyAlgorithm):
         c = self.config
         self.optimizer = FlatOptimizer(agent.parameters(), "adam", c.lr, c.optimizer_eps, c.max_grad_norm)
 
-    def unroll(self, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Online (with gradient) and target outputs ``[W - burn_in, N + K, A, atoms + 1]``."""
-        agent, samples, burn_in = self.agent, batch.samples, batch.burn_in
-        inputs, episode_start = samples.agent_inputs, samples.episode_start
-        if not agent.recurrent:
-            with torch.no_grad():
-                target = agent.target(*inputs[burn_in:])
-            return agent(*inputs[burn_in:]), target
-        online_state = target_state = batch.start_state
-        if burn_in:
-            with torch.no_grad():
-                _, online_state = agent(*inputs[:burn_in], online_state, episode_start[:burn_in])
-                _, target_state = agent.target(*inputs[:burn_in], target_state, episode_start[:burn_in])
-        outputs, _ = agent(*inputs[burn_in:], online_state, episode_start[burn_in:], final_state=False)
-        with torch.no_grad():
-            target, _ = agent.target(*inputs[burn_in:], target_state, episode_start[burn_in:], final_state=False)
-        return outputs, target
-
     def gradient_step(self, batch: SequenceBatch, weights: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         c, agent, device = self.config, self.agent, self.agent.device
         samples, burn_in = batch.samples, batch.burn_in
@@ -89,7 +72,7 @@ class Reactor(OffPolicyAlgorithm):
         agent.reset_noise()
 
         # 1. both networks over the window
-        outputs, target_outputs = self.unroll(batch)
+        outputs, target_outputs = unroll_sequences(agent, batch, batch.start_state)
         pi = policy_probabilities(outputs)  # [W', C, A]
         n_atoms = outputs.shape[-1] - 1
         support = agent.support(n_atoms)

@@ -52,6 +52,11 @@ def check_recurrent_q(config: Any) -> None:
             f"{name} trains a recurrent Q-network: model.core=none leaves it without memory; "
             "use model.core=lstm or model.core=gru (or dqn for a feed-forward Q-network)"
         )
+    refuse_alternating_sampler(config)
+
+
+def refuse_alternating_sampler(config: Any) -> None:
+    """A recurrent agent's per-env state needs every env stepped at once."""
     if config.sampler.kind == "alternating":
         raise ConfigError(
             "sampler.kind=alternating calls the agent on half the envs at a time, which a recurrent "

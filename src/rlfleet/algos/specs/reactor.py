@@ -8,6 +8,7 @@ from typing import Any
 from rlfleet.agents.config import ReactorAgentConfig
 from rlfleet.algos.off_policy_config import OffPolicyConfig
 from rlfleet.algos.spec import OFF_POLICY_RUNNERS, AlgoSpec
+from rlfleet.algos.specs.r2d2 import refuse_alternating_sampler
 from rlfleet.config.rules import Count, NonNegative, Positive, Probability, Rate
 from rlfleet.errors import ConfigError
 
@@ -47,17 +48,15 @@ class ReactorConfig(OffPolicyConfig):
 
 
 def check_reactor(config: Any) -> None:
-    """Burn-in warms a recurrent state: a feed-forward Reactor has none."""
+    """Burn-in warms a recurrent state: a feed-forward Reactor has none; a recurrent one needs
+    every env stepped at once."""
     if not config.recurrent and config.replay.burn_in > 0:
         raise ConfigError(
             f"replay.burn_in={config.replay.burn_in} warms a recurrent state and reactor's network is feed-forward: "
             "set replay.burn_in=0, or model.core=lstm for the recurrent Reactor"
         )
-    if config.sampler.kind == "alternating" and config.recurrent:
-        raise ConfigError(
-            "sampler.kind=alternating calls the agent on half the envs at a time, which a recurrent "
-            "agent's per-env state does not follow: use sampler.kind serial or parallel"
-        )
+    if config.recurrent:
+        refuse_alternating_sampler(config)
 
 
 SPEC = AlgoSpec(
